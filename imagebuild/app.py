@@ -1,0 +1,248 @@
+"""The application layer: wires config, repositories, resolver, lock and BOM files together.
+
+This is the only layer (besides the CLI) that touches the network, the output files and the terminal.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from imagebuild import log
+from imagebuild.apt.packages import R_NAME, R_VERSION, Record, parse_stanzas
+from imagebuild.apt.release import Release
+from imagebuild.apt.repository import PackagesIndex, ReleaseInfo, read_packages, read_release
+from imagebuild.apt.resolver import Resolution, Resolver, Unsatisfiable, UnknownPackage
+from imagebuild.apt.universe import Universe
+from imagebuild.bom import BomEntry, read_bom, render_bom
+from imagebuild.config import Config, Distro
+from imagebuild.errors import ConfigError, DriftError, ResolutionError
+from imagebuild.fetch import Cache
+from imagebuild.fsutil import write_atomic
+from imagebuild.lockfile import (
+    LOCK_NAME, Lock, LockedPackage, LockedRepo, LockedTarget, read_lock, render_lock,
+)
+
+BOM_DIR = "boms"
+
+
+def snapshot_time(config: Config) -> datetime:
+    if config.snapshot is None:
+        return datetime.now(UTC)
+    return datetime.strptime(config.snapshot, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def inputs_digest(config: Config) -> str:
+    """Digest of everything in the config that decides the lock; `lock --check` compares it."""
+
+    def file_digest(p: Path | None) -> str | None:
+        return hashlib.sha256(p.read_bytes()).hexdigest() if p is not None else None
+
+    doc = {
+        "snapshot": config.snapshot,
+        "distros": {
+            name: {
+                "family": d.family.value, "arches": list(d.arches), "recommends": d.recommends,
+                "base": file_digest(d.base),
+                "repos": [
+                    {"name": r.name, "url": r.url, "suites": list(r.suites), "components": list(r.components),
+                     "flat": r.flat, "trusted": r.trusted, "signed-by": file_digest(r.signed_by)}
+                    for r in d.repos
+                ],
+            }
+            for name, d in sorted(config.distros.items())
+        },
+        "roles": {n: {"distro": r.distro, "packages": [str(p) for p in r.packages]} for n, r in sorted(config.roles.items())},
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def read_base(path: Path | None) -> list[Record]:
+    """The base image's packages: a dpkg status file, or a BOM file (`name version arch` lines)."""
+    if path is None:
+        return []
+    data = path.read_bytes()
+    head = next((ln for ln in data.decode("utf-8", "replace").splitlines() if ln.strip() and not ln.startswith("#")), "")
+    if head.startswith("Package:"):
+        return parse_stanzas(data)
+    records = []
+    empty = [""] * 17
+    for e in read_bom(path):
+        rec = list(empty)
+        rec[R_NAME], rec[R_VERSION], rec[2], rec[16] = e.name, e.version, e.arch, "install ok installed"
+        records.append(tuple(rec))
+    return records
+
+
+@dataclass
+class _Target:
+    distro: Distro
+    arch: str
+    universe: Universe
+    repos: list[LockedRepo]
+
+
+def _load_distro_arch(distro: Distro, arch: str, config: Config, cache: Cache,
+                      releases: dict[tuple[str, str], tuple[ReleaseInfo, Release]]) -> _Target:
+    at = snapshot_time(config)
+    universe = Universe(arch)
+    locked: list[LockedRepo] = []
+    for repo in distro.repos:
+        base = repo.url_for(arch, config.snapshot)
+        for suite in (("./",) if repo.flat else repo.suites):
+            key = (base, suite)
+            if key not in releases:
+                with log.step(f"{repo.name} {suite}: Release"):
+                    releases[key] = read_release(repo, base, suite, cache, at)
+            info, release = releases[key]
+            indices: list[PackagesIndex] = []
+            for component in (("",) if repo.flat else repo.components):
+                with log.step(f"{repo.name} {suite} {component or '.'} {arch}: Packages"):
+                    index = read_packages(repo, base, info, release, component, arch, cache)
+                indices.append(index)
+                universe.add(index.records, index, info.pin_priority)
+            locked.append(LockedRepo(
+                distro=distro.name, arch=arch, name=repo.name, suite=info.suite, url=info.url,
+                snapshot=config.snapshot if "{snapshot}" in repo.url else None,
+                release_sha256=info.sha256, date=info.date, valid_until=info.valid_until,
+                indices=tuple(sorted((i.path, i.sha256) for i in indices)),
+            ))
+    universe.add(read_base(distro.base), None, 0)
+    universe.seal()
+    return _Target(distro, arch, universe, locked)
+
+
+def _locked_packages(res: Resolution, universe: Universe) -> tuple[LockedPackage, ...]:
+    out = []
+    for name, v in res.installed.items():
+        if name in res.added:
+            origin = max((o for o in v.origins if o.index is not None), key=lambda o: o.priority)
+            assert origin.index is not None
+            r = res.reasons[name]
+            out.append(LockedPackage(
+                name=name, version=v.version, arch=v.arch, repo=origin.index.release.repo,
+                suite=origin.index.release.suite, filename=origin.filename, size=origin.size,
+                sha256=origin.sha256, required_by=r.parent, dep_type=r.dep_type or "requested",
+                relation=r.relation,
+            ))
+        else:
+            out.append(LockedPackage(name=name, version=v.version, arch=v.arch, repo="base", suite="",
+                                     filename="", size=0, sha256="", required_by=None, dep_type="base",
+                                     relation=""))
+    return tuple(out)
+
+
+def resolve_all(config: Config, cache: Cache | None = None) -> Lock:
+    cache = cache or Cache()
+    releases: dict[tuple[str, str], tuple[ReleaseInfo, Release]] = {}
+    repos: list[LockedRepo] = []
+    targets: list[LockedTarget] = []
+    for dname, distro in sorted(config.distros.items()):
+        roles = [r for _, r in sorted(config.roles.items()) if r.distro == dname]
+        if not roles:
+            continue
+        for arch in distro.arches:
+            with log.step(f"{dname}/{arch}: reading repositories"):
+                t = _load_distro_arch(distro, arch, config, cache, releases)
+            repos.extend(t.repos)
+            for role in roles:
+                with log.step(f"{role.name}/{arch}: resolving"):
+                    res = _resolve(t.universe, distro, role.name, arch, role.packages)
+                targets.append(LockedTarget(
+                    role=role.name, arch=arch, distro=dname, requests=tuple(str(p) for p in role.packages),
+                    packages=_locked_packages(res, t.universe), removed=res.removed,
+                ))
+    return Lock(inputs_digest(config), tuple(repos), tuple(targets))
+
+
+def _resolve(universe: Universe, distro: Distro, role: str, arch: str, requests: tuple) -> Resolution:  # type: ignore[type-arg]
+    try:
+        return Resolver(universe, distro.recommends).install(requests)
+    except UnknownPackage as e:
+        hint = None
+        if e.chain:
+            close = difflib.get_close_matches(e.chain[0].split("=")[0].split("/")[0], universe.names(), n=3)
+            hint = f"did you mean {', '.join(close)}?" if close else "check the name and the configured repos"
+        raise ResolutionError(f"role {role!r} ({arch}): {e.message}", chain=e.chain, hint=hint) from None
+    except Unsatisfiable as e:
+        raise ResolutionError(f"role {role!r} ({arch}): {e.message}", chain=e.chain) from None
+
+
+def bom_header(t: LockedTarget) -> list[str]:
+    return [f"imagebuild BOM: role {t.role}, arch {t.arch}, distro {t.distro}",
+            "name version arch (as dpkg-query -W -f '${Package} ${Version} ${Architecture}' prints)"]
+
+
+def outputs(lock: Lock) -> dict[str, str]:
+    """Every file `lock` writes, relative to the project root, with its content."""
+    files = {LOCK_NAME: render_lock(lock)}
+    for t in lock.targets:
+        files[f"{BOM_DIR}/{t.key}.bom"] = render_bom(t.bom(), bom_header(t))
+    return files
+
+
+def write_outputs(root: Path, files: dict[str, str]) -> list[str]:
+    changed = []
+    # BOMs first, the lock last: an interrupted run leaves an old lock that --check flags as stale
+    for rel in sorted(files, key=lambda f: f == LOCK_NAME):
+        if write_atomic(root / rel, files[rel]):
+            changed.append(rel)
+    return changed
+
+
+def check(config: Config) -> list[str]:
+    """Why the lock in the project is stale against the config (empty: it is current)."""
+    root = config.root
+    lock = read_lock(root / LOCK_NAME)
+    problems = []
+    if lock.inputs_digest != inputs_digest(config):
+        problems.append(f"{LOCK_NAME} was made from a different config (roles, repos, snapshot or base changed)")
+    expected = {f"{BOM_DIR}/{t.key}.bom": render_bom(t.bom(), bom_header(t)) for t in lock.targets}
+    for rel, text in sorted(expected.items()):
+        path = root / rel
+        try:
+            if path.read_text(encoding="utf-8") != text:
+                problems.append(f"{rel} does not match {LOCK_NAME}")
+        except OSError:
+            problems.append(f"{rel} is missing")
+    return problems
+
+
+def why(config: Config, package: str, role: str, arch: str | None) -> list[str]:
+    lock = read_lock(config.root / LOCK_NAME)
+    if role not in config.roles:
+        raise ConfigError(f"unknown role {role!r}", hint=f"roles: {', '.join(sorted(config.roles))}")
+    targets = [t for t in lock.targets if t.role == role and (arch is None or t.arch == arch)]
+    if not targets:
+        raise ConfigError(f"the lock has no entry for role {role!r}" + (f" on {arch}" if arch else ""),
+                          hint="run `imagebuild lock`")
+    lines: list[str] = []
+    for t in targets:
+        by_name = {p.name: p for p in t.packages}
+        p = by_name.get(package)
+        if p is None:
+            raise DriftError(f"{package} is not in the {t.role} image on {t.arch}")
+        lines.append(f"{t.role}/{t.arch}: {p.name} {p.version} {p.arch}")
+        if p.dep_type == "base":
+            lines.append("  part of the base image")
+            continue
+        chain: list[LockedPackage] = []
+        seen: set[str] = set()
+        cur: LockedPackage | None = p
+        while cur is not None and cur.name not in seen:
+            seen.add(cur.name)
+            chain.append(cur)
+            cur = by_name.get(cur.required_by) if cur.required_by else None
+        for depth, link in enumerate(reversed(chain)):
+            pad = "  " + "   " * depth
+            if link.required_by is None:
+                lines.append(f"{pad}{link.name} {link.version}  (requested: {link.relation})")
+            else:
+                lines.append(f"{pad}└─ {link.name} {link.version}  ({link.required_by} {link.dep_type}: {link.relation})")
+    return lines
+
+

@@ -1,0 +1,1 @@
+"""apt: reading signed repositories (release, packages) and resolving like apt-get (resolver)."""

@@ -1,0 +1,110 @@
+"""Parsing deb822 package stanzas (Packages indices and dpkg status files) into compact records.
+
+A record is a plain tuple (fast to build, to marshal into the cache and to load again); the
+`R_*` constants name its slots. Dependency fields stay raw strings until the resolver asks.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import re
+from functools import lru_cache
+from typing import NamedTuple
+
+from imagebuild.errors import RepositoryError
+
+FIELDS = (
+    "Package", "Version", "Architecture", "Multi-Arch", "Essential", "Priority", "Provides",
+    "Pre-Depends", "Depends", "Conflicts", "Breaks", "Recommends", "Filename", "Size", "SHA256",
+    "Important", "Status",
+)
+(R_NAME, R_VERSION, R_ARCH, R_MA, R_ESSENTIAL, R_PRIORITY, R_PROVIDES, R_PREDEPENDS, R_DEPENDS,
+ R_CONFLICTS, R_BREAKS, R_RECOMMENDS, R_FILENAME, R_SIZE, R_SHA256, R_IMPORTANT, R_STATUS) = range(len(FIELDS))
+_SLOT = {name: i for i, name in enumerate(FIELDS)}
+_EMPTY = ("",) * len(FIELDS)
+
+Record = tuple[str, ...]
+
+
+def decompress(name: str, data: bytes) -> bytes:
+    try:
+        if name.endswith(".xz") or name.endswith(".lzma"):
+            return lzma.decompress(data)
+        if name.endswith(".gz"):
+            return gzip.decompress(data)
+        if name.endswith(".bz2"):
+            return bz2.decompress(data)
+    except (lzma.LZMAError, OSError, EOFError, ValueError) as e:
+        raise RepositoryError(f"{name}: corrupt compressed data: {e}") from None
+    return data
+
+
+def parse_stanzas(data: bytes) -> list[Record]:
+    """Every stanza that has a Package field, as a record. Bytes are decoded as UTF-8 per field."""
+    # latin-1 maps bytes 1:1 and is the fastest decode; fields we keep are re-decoded as UTF-8 below
+    text = data.decode("latin-1")
+    slot = _SLOT
+    records: list[Record] = []
+    for stanza in text.split("\n\n"):
+        values = list(_EMPTY)
+        found = False
+        for line in stanza.split("\n"):
+            if not line or line[0] in " \t#":
+                continue
+            key, sep, value = line.partition(":")
+            i = slot.get(key)
+            if i is not None and sep:
+                values[i] = value.strip()
+                found = found or i == R_NAME
+        if found:
+            records.append(tuple(values))
+    if text and not records and text.strip():
+        raise RepositoryError("no package stanzas found (is this a Packages file?)")
+    return records
+
+
+class Relation(NamedTuple):
+    """One alternative of a dependency: `name[:archq] [(op version)]`."""
+
+    name: str
+    archq: str | None
+    op: str | None
+    version: str | None
+
+    def __str__(self) -> str:
+        s = self.name + (f":{self.archq}" if self.archq else "")
+        return f"{s} ({self.op} {self.version})" if self.op else s
+
+
+Group = tuple[Relation, ...]
+_REL_RE = re.compile(
+    r"^\s*([^\s:(\[<]+)(?::([a-z0-9-]+))?\s*(?:\(\s*(<<|<=|=|>=|>>|<|>)\s*([^)\s]+)\s*\))?\s*(?:\[[^\]]*\])?\s*(?:<[^>]*>\s*)*$"
+)
+
+
+@lru_cache(maxsize=1 << 16)
+def parse_relations(field: str) -> tuple[Group, ...]:
+    """`a (>= 1) | b, c:any` -> ((a>=1, b), (c:any,)). Raises ValueError on garbage."""
+    if not field:
+        return ()
+    groups: list[Group] = []
+    for part in field.split(","):
+        if not part.strip():
+            continue
+        alts = []
+        for alt in part.split("|"):
+            m = _REL_RE.match(alt)
+            if not m:
+                raise ValueError(alt)
+            alts.append(Relation(m[1], m[2], m[3], m[4]))
+        groups.append(tuple(alts))
+    return tuple(groups)
+
+
+PRIORITIES = {"required": 1, "important": 2, "standard": 3, "optional": 4, "extra": 5}
+
+
+def priority_rank(value: str) -> int:
+    return PRIORITIES.get(value.lower(), 5)

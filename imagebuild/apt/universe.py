@@ -1,0 +1,258 @@
+"""The package universe of one distro × architecture, as apt's cache sees it.
+
+Built from parsed Packages indices plus the base image's installed packages. Versions of the same
+(name, version, arch) found in several indices are merged, like apt merges them, keeping every
+origin so pin priorities and download locations are known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from imagebuild.apt.packages import (
+    R_ARCH, R_BREAKS, R_CONFLICTS, R_DEPENDS, R_ESSENTIAL, R_FILENAME, R_IMPORTANT, R_MA, R_NAME,
+    R_PREDEPENDS, R_PRIORITY, R_PROVIDES, R_RECOMMENDS, R_SHA256, R_SIZE, R_STATUS, R_VERSION, Group,
+    Record, Relation, parse_relations, priority_rank,
+)
+from imagebuild.apt.repository import PackagesIndex
+from imagebuild.debversion import satisfies, version_key
+from imagebuild.errors import RepositoryError
+
+STATUS_PRIORITY = 100  # apt's pin for the installed version (the dpkg status "file")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a version can be downloaded from, with the pin priority of that index."""
+
+    index: PackagesIndex | None  # None: the base image's status
+    priority: int
+    filename: str
+    size: int
+    sha256: str
+
+
+class DepType:
+    PRE_DEPENDS = "Pre-Depends"
+    DEPENDS = "Depends"
+    CONFLICTS = "Conflicts"
+    BREAKS = "Breaks"
+    RECOMMENDS = "Recommends"
+
+
+# the order apt's cache keeps a version's dependencies in
+_DEP_SLOTS = (
+    (DepType.PRE_DEPENDS, R_PREDEPENDS), (DepType.DEPENDS, R_DEPENDS), (DepType.CONFLICTS, R_CONFLICTS),
+    (DepType.BREAKS, R_BREAKS), (DepType.RECOMMENDS, R_RECOMMENDS),
+)
+NEGATIVE = frozenset({DepType.CONFLICTS, DepType.BREAKS})
+CRITICAL = frozenset({DepType.PRE_DEPENDS, DepType.DEPENDS, DepType.CONFLICTS, DepType.BREAKS})
+
+
+class Version:
+    """One version of one package. Dependencies are parsed on first use."""
+
+    __slots__ = ("name", "version", "arch", "multi_arch", "priority", "origins", "record", "key",
+                 "_deps", "_provides")
+
+    def __init__(self, record: Record, arch: str) -> None:
+        self.name = record[R_NAME]
+        self.version = record[R_VERSION]
+        self.arch = record[R_ARCH] or arch  # what dpkg reports: "all" stays "all"
+        self.multi_arch = record[R_MA]
+        self.priority = priority_rank(record[R_PRIORITY])
+        self.origins: list[Origin] = []
+        self.record = record
+        self.key = version_key(self.version)
+        self._deps: tuple[tuple[str, Group], ...] | None = None
+        self._provides: tuple[tuple[str, str | None], ...] | None = None
+
+    def __repr__(self) -> str:
+        return f"{self.name}={self.version}"
+
+    @property
+    def pin(self) -> int:
+        return max((o.priority for o in self.origins), default=0)
+
+    @property
+    def deps(self) -> tuple[tuple[str, Group], ...]:
+        """(type, or-group) in apt's order: Pre-Depends, Depends, Conflicts, Breaks, Recommends."""
+        if self._deps is None:
+            out: list[tuple[str, Group]] = []
+            for kind, slot in _DEP_SLOTS:
+                raw = self.record[slot]
+                if raw:
+                    try:
+                        out.extend((kind, g) for g in parse_relations(raw))
+                    except ValueError as e:
+                        raise RepositoryError(f"{self.name} {self.version}: cannot parse {kind}: {e}") from None
+            self._deps = tuple(out)
+        return self._deps
+
+    @property
+    def provides(self) -> tuple[tuple[str, str | None], ...]:
+        if self._provides is None:
+            raw = self.record[R_PROVIDES]
+            try:
+                self._provides = tuple((g[0].name, g[0].version) for g in parse_relations(raw)) if raw else ()
+            except ValueError as e:
+                raise RepositoryError(f"{self.name} {self.version}: cannot parse Provides: {e}") from None
+        return self._provides
+
+
+class Package:
+    __slots__ = ("name", "id", "versions", "current", "essential", "important")
+
+    def __init__(self, name: str, pid: int) -> None:
+        self.name = name
+        self.id = pid
+        self.versions: list[Version] = []  # highest first once the universe is sealed
+        self.current: Version | None = None
+        self.essential = False
+        self.important = False
+
+
+class Universe:
+    """Packages by name, providers by virtual name; single architecture, like `APT::Architectures=ARCH`.
+
+    Records are indexed eagerly (cheap) but turned into `Version` objects only when the resolver
+    first looks at a package, so a 60,000-package distro costs only what a resolution touches.
+    """
+
+    def __init__(self, arch: str) -> None:
+        self.arch = arch
+        self._raw: dict[str, list[tuple[Record, PackagesIndex | None, int]]] = {}
+        self._packages: dict[str, Package] = {}
+        self._ids: dict[str, int] = {}
+        self._provides_raw: dict[str, list[str]] = {}  # virtual -> names of packages whose records provide it
+        self.base: list[str] = []
+        self._providers: dict[str, list[tuple[Version, str | None]]] = {}
+        self._targets: dict[Relation, list[Version]] = {}
+
+    def _id(self, name: str) -> int:
+        pid = self._ids.get(name)
+        if pid is None:
+            pid = self._ids[name] = len(self._ids)
+        return pid
+
+    def add(self, records: Iterable[Record], index: PackagesIndex | None, priority: int) -> None:
+        arch = self.arch
+        raw = self._raw
+        ids = self._ids
+        for rec in records:
+            rarch = rec[R_ARCH]
+            if rarch != arch and rarch != "all":
+                continue
+            name = rec[R_NAME]
+            if index is None:
+                if not _installed(rec[R_STATUS]):
+                    continue
+                self.base.append(name)
+            entries = raw.get(name)
+            if entries is None:
+                raw[name] = [(rec, index, priority)]
+                if name not in ids:
+                    ids[name] = len(ids)
+            else:
+                entries.append((rec, index, priority))
+            if rec[R_PROVIDES]:
+                try:
+                    provided = parse_relations(rec[R_PROVIDES])
+                except ValueError as e:
+                    raise RepositoryError(f"{name} {rec[R_VERSION]}: cannot parse Provides: {e}") from None
+                for group in provided:
+                    virtual = group[0].name
+                    self._id(virtual)
+                    self._provides_raw.setdefault(virtual, []).append(name)
+
+    def seal(self) -> None:
+        """Nothing more will be added (kept for symmetry; versions are built lazily)."""
+
+    def names(self) -> Iterable[str]:
+        return self._raw.keys()
+
+    def get(self, name: str) -> Package | None:
+        pkg = self._packages.get(name)
+        if pkg is not None:
+            return pkg
+        entries = self._raw.get(name)
+        if entries is None and name not in self._ids:
+            return None
+        pkg = self._packages[name] = Package(name, self._id(name))
+        by_nva: dict[tuple[str, str], Version] = {}
+        for rec, index, priority in entries or ():
+            nva = (rec[R_VERSION], rec[R_ARCH])
+            ver = by_nva.get(nva)
+            if ver is None:
+                ver = by_nva[nva] = Version(rec, self.arch)
+                pkg.versions.append(ver)
+            elif index is not None and ver.origins and ver.origins[0].index is None:
+                ver.record = rec
+            if rec[R_ESSENTIAL].lower() == "yes":
+                pkg.essential = True
+            if rec[R_IMPORTANT].lower() == "yes":
+                pkg.important = True
+            if index is None:
+                pkg.current = ver
+                ver.origins.append(Origin(None, STATUS_PRIORITY, "", 0, ""))
+            else:
+                ver.origins.append(Origin(index, priority, rec[R_FILENAME], int(rec[R_SIZE] or 0), rec[R_SHA256]))
+        # base-only versions (from the status file) must sort among repository versions too
+        pkg.versions.sort(key=lambda v: v.key, reverse=True)
+        return pkg
+
+    def __getitem__(self, name: str) -> Package:
+        pkg = self.get(name)
+        if pkg is None:
+            raise KeyError(name)
+        return pkg
+
+    def providers(self, virtual: str) -> list[tuple[Version, str | None]]:
+        cached = self._providers.get(virtual)
+        if cached is not None:
+            return cached
+        out: list[tuple[Version, str | None]] = []
+        self._providers[virtual] = out
+        for name in dict.fromkeys(self._provides_raw.get(virtual, ())):
+            pkg = self[name]
+            for v in pkg.versions:
+                for pname, pver in v.provides:
+                    if pname == virtual:
+                        out.append((v, pver))
+        return out
+
+    # -- queries used by the resolver -------------------------------------------------------------
+
+    def targets(self, rel: Relation) -> list[Version]:
+        """Every version that satisfies `rel`: the package's own versions and its providers."""
+        cached = self._targets.get(rel)
+        if cached is None:
+            cached = self._targets[rel] = self._find_targets(rel)
+        return cached
+
+    def _find_targets(self, rel: Relation) -> list[Version]:
+        archq = rel.archq
+        if archq and archq not in ("any", self.arch, "native"):
+            return []  # another architecture: not configured
+        out: list[Version] = []
+        pkg = self.get(rel.name)
+        if pkg is not None:
+            for v in pkg.versions:
+                if archq == "any" and v.multi_arch != "allowed":
+                    continue
+                if rel.op is None or satisfies(v.version, rel.op, rel.version or ""):
+                    out.append(v)
+        if archq != "any":
+            for v, pver in self.providers(rel.name):
+                if rel.op is None or (pver is not None and satisfies(pver, rel.op, rel.version or "")):
+                    if v.name != rel.name or v not in out:
+                        out.append(v)
+        return out
+
+
+
+def _installed(status: str) -> bool:
+    parts = status.split()
+    return len(parts) == 3 and parts[2] in ("installed", "half-configured", "unpacked", "triggers-awaited",
+                                             "triggers-pending", "half-installed")

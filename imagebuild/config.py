@@ -1,0 +1,267 @@
+"""`imagebuild.toml`: load, validate and turn into frozen values. Every error names file, key and a hint."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from imagebuild.debversion import is_valid as is_valid_deb_version
+from imagebuild.errors import ConfigError
+
+CONFIG_NAME = "imagebuild.toml"
+SNAPSHOT_RE = re.compile(r"^\d{8}T\d{6}Z$")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]*$")
+_REQUEST_RE = re.compile(
+    r"^(?P<name>[a-z0-9][a-z0-9+.-]*)(?::(?P<arch>[a-z0-9-]+))?"
+    r"(?:=(?P<version>[^\s/=]+)|/(?P<release>[A-Za-z0-9.+_-]+))?$"
+)
+DEB_ARCHES = frozenset({"amd64", "arm64", "armhf", "armel", "i386", "ppc64el", "s390x", "riscv64", "mips64el"})
+
+
+class Family(StrEnum):
+    DEB = "deb"
+    RPM = "rpm"
+
+
+@dataclass(frozen=True)
+class AptRepo:
+    name: str
+    url: str  # may still contain {snapshot} and {arch}
+    suites: tuple[str, ...]
+    components: tuple[str, ...]
+    signed_by: Path | None
+    trusted: bool
+    flat: bool
+
+    def url_for(self, arch: str, snapshot: str | None) -> str:
+        url = self.url.replace("{arch}", arch)
+        if "{snapshot}" in url:
+            if snapshot is None:
+                raise ConfigError(
+                    f"repo {self.name!r}: url contains {{snapshot}} but no snapshot is set",
+                    hint="set `snapshot = \"YYYYMMDDTHHMMSSZ\"` at the top of imagebuild.toml",
+                )
+            url = url.replace("{snapshot}", snapshot)
+        return url.rstrip("/")
+
+
+@dataclass(frozen=True)
+class Distro:
+    name: str
+    family: Family
+    arches: tuple[str, ...]
+    base: Path | None  # dpkg status file or BOM file; None = empty base
+    recommends: bool
+    repos: tuple[AptRepo, ...]
+
+
+@dataclass(frozen=True)
+class PackageRequest:
+    """One entry of a role's `packages`: `name`, `name=version`, `name/release`, optionally `name:arch`."""
+
+    name: str
+    arch: str | None = None
+    version: str | None = None
+    release: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> PackageRequest:
+        m = _REQUEST_RE.match(spec)
+        if not m or (m["version"] and not is_valid_deb_version(m["version"])):
+            raise ValueError(spec)
+        return cls(m["name"], m["arch"], m["version"], m["release"])
+
+    def __str__(self) -> str:
+        s = self.name + (f":{self.arch}" if self.arch else "")
+        if self.version:
+            return f"{s}={self.version}"
+        return f"{s}/{self.release}" if self.release else s
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    distro: str
+    packages: tuple[PackageRequest, ...]
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    snapshot: str | None
+    distros: dict[str, Distro]
+    roles: dict[str, Role]
+
+    @property
+    def root(self) -> Path:
+        """Where outputs (snapshots.lock, boms/, packer/) live: the config file's directory."""
+        return self.path.parent
+
+
+class _Table:
+    """A TOML table being validated: remembers its dotted key path for error messages."""
+
+    def __init__(self, file: Path, where: str, data: Any, allowed: set[str]) -> None:
+        self.file, self.where = file, where
+        if not isinstance(data, dict):
+            raise self.error(where, f"must be a table, not {type(data).__name__}")
+        self.data = data
+        for key in data:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, sorted(allowed), n=1)
+                raise self.error(
+                    self.key(key),
+                    "unknown key",
+                    hint=f"did you mean {close[0]!r}?" if close else f"allowed keys: {', '.join(sorted(allowed))}",
+                )
+
+    def key(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def error(self, key: str, what: str, hint: str | None = None) -> ConfigError:
+        return ConfigError(f"{self.file}: {key}: {what}", hint=hint)
+
+    def get(self, key: str, kind: type, default: Any = ..., *, required: bool = False) -> Any:
+        if key not in self.data:
+            if required or default is ...:
+                raise self.error(self.key(key), "missing required key")
+            return default
+        value = self.data[key]
+        if kind is list:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise self.error(self.key(key), "must be a list of strings")
+            return tuple(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.error(self.key(key), f"must be a {kind.__name__}, not {type(value).__name__}")
+        return value
+
+
+def find_config(explicit: Path | None) -> Path:
+    path = explicit if explicit is not None else Path.cwd() / CONFIG_NAME
+    if not path.is_file():
+        raise ConfigError(
+            f"{path}: config file not found",
+            hint="run in a directory with imagebuild.toml or pass --config PATH",
+        )
+    return path.resolve()
+
+
+def load_config(path: Path) -> Config:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {e}") from None
+    top = _Table(path, "", raw, {"snapshot", "distros", "roles"})
+    snapshot = top.get("snapshot", str, None)
+    if snapshot is not None and not SNAPSHOT_RE.match(snapshot):
+        raise top.error("snapshot", f"{snapshot!r} is not a snapshot id", hint="use UTC YYYYMMDDTHHMMSSZ")
+    distros_t = _Table(path, "distros", top.get("distros", dict, {}), set(top.get("distros", dict, {})))
+    distros = {name: _distro(path, name, data) for name, data in distros_t.data.items()}
+    if not distros:
+        raise top.error("distros", "no distros configured", hint="add a [distros.NAME] table")
+    roles_t = _Table(path, "roles", top.get("roles", dict, {}), set(top.get("roles", dict, {})))
+    roles = {name: _role(path, name, data, distros) for name, data in roles_t.data.items()}
+    if not roles:
+        raise top.error("roles", "no roles configured", hint="add a [roles.NAME] table")
+    return Config(path=path, snapshot=snapshot, distros=distros, roles=roles)
+
+
+def _resolve_path(config: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (config.parent / p).resolve()
+
+
+def _distro(file: Path, name: str, data: Any) -> Distro:
+    t = _Table(file, f"distros.{name}", data, {"family", "arches", "base", "recommends", "repos"})
+    family_s = t.get("family", str, required=True)
+    try:
+        family = Family(family_s)
+    except ValueError:
+        raise t.error(t.key("family"), f"unknown family {family_s!r}", hint="use \"deb\" or \"rpm\"") from None
+    if family is Family.RPM:
+        raise t.error(t.key("family"), "rpm distros are not supported yet", hint="only family = \"deb\" locks today")
+    arches = t.get("arches", list, required=True)
+    if not arches:
+        raise t.error(t.key("arches"), "must name at least one architecture")
+    for arch in arches:
+        if arch not in DEB_ARCHES:
+            raise t.error(t.key("arches"), f"unknown Debian architecture {arch!r}",
+                          hint=f"one of {', '.join(sorted(DEB_ARCHES))}")
+    base_s = t.get("base", str, "none")
+    base = None if base_s == "none" else _resolve_path(file, base_s)
+    if base is not None and not base.is_file():
+        raise t.error(t.key("base"), f"base file {base} does not exist",
+                      hint="a dpkg status file, a BOM file, or \"none\"")
+    repos_raw = t.data.get("repos")
+    if not isinstance(repos_raw, list) or not repos_raw:
+        raise t.error(t.key("repos"), "must be a non-empty array of tables", hint=f"add [[distros.{name}.repos]]")
+    repos = tuple(_apt_repo(file, f"distros.{name}.repos[{i}]", r) for i, r in enumerate(repos_raw))
+    seen: set[str] = set()
+    for r in repos:
+        if r.name in seen:
+            raise t.error(t.key("repos"), f"two repos are named {r.name!r}", hint="repo names must be unique")
+        seen.add(r.name)
+    return Distro(name, family, arches, base, t.get("recommends", bool, False), repos)
+
+
+def _apt_repo(file: Path, where: str, data: Any) -> AptRepo:
+    t = _Table(file, where, data, {"name", "url", "suites", "components", "signed-by", "trusted", "flat"})
+    name = t.get("name", str, required=True)
+    if not _NAME_RE.match(name):
+        raise t.error(t.key("name"), f"{name!r} is not a valid repo name", hint="lowercase letters, digits, . + -")
+    url = t.get("url", str, required=True)
+    scheme = urlsplit(url).scheme
+    if scheme not in ("http", "https", "file"):
+        raise t.error(t.key("url"), f"unsupported URL {url!r}", hint="use http://, https:// or file:")
+    if scheme == "file":
+        path = url[len("file:"):]
+        path = path[2:] if path.startswith("//") else path
+        url = "file://" + str(_resolve_path(file, path))
+    flat = t.get("flat", bool, False)
+    suites = t.get("suites", list, ())
+    components = t.get("components", list, ())
+    if flat and (suites or components):
+        raise t.error(t.key("suites"), "a flat repo has no suites or components", hint="drop them or set flat = false")
+    if not flat and not suites:
+        raise t.error(t.key("suites"), "missing required key", hint="e.g. suites = [\"bookworm\"]; or flat = true")
+    if not flat and not components:
+        raise t.error(t.key("components"), "missing required key", hint="e.g. components = [\"main\"]")
+    signed = t.get("signed-by", str, None)
+    trusted = t.get("trusted", bool, False)
+    if signed is None and not trusted:
+        raise t.error(t.key("signed-by"), "missing: the repo's signing key is needed to verify it",
+                      hint="set signed-by = \"/path/keyring.gpg\" (or trusted = true to skip verification)")
+    signed_by = _resolve_path(file, signed) if signed else None
+    if signed_by is not None and not signed_by.is_file():
+        raise t.error(t.key("signed-by"), f"keyring {signed_by} does not exist")
+    return AptRepo(name, url, suites, components, signed_by, trusted, flat)
+
+
+def _role(file: Path, name: str, data: Any, distros: dict[str, Distro]) -> Role:
+    t = _Table(file, f"roles.{name}", data, {"distro", "packages"})
+    if not _NAME_RE.match(name):
+        raise t.error(f"roles.{name}", "invalid role name", hint="lowercase letters, digits, . + -")
+    distro = t.get("distro", str, required=True)
+    if distro not in distros:
+        raise t.error(t.key("distro"), f"unknown distro {distro!r}", hint=f"defined: {', '.join(sorted(distros))}")
+    packages = []
+    for spec in t.get("packages", list, required=True):
+        try:
+            req = PackageRequest.parse(spec)
+        except ValueError:
+            raise t.error(t.key("packages"), f"bad package spec {spec!r}",
+                          hint="use name, name=version, name/suite or name:arch") from None
+        if req.arch and req.arch not in distros[distro].arches and req.arch != "all":
+            raise t.error(t.key("packages"), f"{spec!r}: architecture {req.arch!r} is not in the distro's arches")
+        packages.append(req)
+    if not packages:
+        raise t.error(t.key("packages"), "must list at least one package")
+    return Role(name, distro, tuple(packages))

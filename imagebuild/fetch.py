@@ -1,0 +1,101 @@
+"""Getting bytes from http(s):// and file:// URLs, and the content-addressed local cache.
+
+Only the application layer calls this module; resolvers never do I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from imagebuild.errors import RepositoryError
+from imagebuild.fsutil import write_atomic
+
+_USERINFO = re.compile(r"//[^/@\s]*@")
+
+
+def redact(url: str) -> str:
+    """The URL as it may appear in logs, errors and outputs: without user:password@."""
+    return _USERINFO.sub("//", url)
+
+
+class NotFound(RepositoryError):
+    """The URL does not exist (404 / missing file); callers may fall back to another name."""
+
+
+def fetch(url: str, timeout: float = 60.0) -> bytes:
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        try:
+            return Path(parts.path).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"{redact(url)}: not found") from None
+        except OSError as e:
+            raise RepositoryError(f"{redact(url)}: {e.strerror}") from None
+    request = urllib.request.Request(_without_userinfo(url), headers={"User-Agent": "imagebuild"})
+    if parts.username is not None:
+        import base64
+
+        token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            data: bytes = response.read()
+            return data
+    except urllib.error.HTTPError as e:
+        if e.code in (403, 404, 410):
+            raise NotFound(f"{redact(url)}: HTTP {e.code}") from None
+        raise RepositoryError(f"{redact(url)}: HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise RepositoryError(f"{redact(url)}: cannot fetch: {reason}",
+                              hint="is the repository reachable from here?") from None
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def cache_root() -> Path:
+    explicit = os.environ.get("IMAGEBUILD_CACHE")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "imagebuild"
+
+
+class Cache:
+    """Content-addressed store: blobs by sha256, and derived artefacts keyed by the digests they derive from."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or cache_root()
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.root / "blobs" / "sha256" / sha256[:2] / sha256
+
+    def get_blob(self, sha256: str) -> bytes | None:
+        try:
+            data = self.blob_path(sha256).read_bytes()
+        except OSError:
+            return None
+        # a corrupted cache entry is a miss, not a result
+        return data if hashlib.sha256(data).hexdigest() == sha256 else None
+
+    def put_blob(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        write_atomic(self.blob_path(digest), data)
+        return digest
+
+    def derived_path(self, kind: str, key: str) -> Path:
+        return self.root / kind / key[:2] / key

@@ -1,0 +1,121 @@
+"""`snapshots.lock`: the versioned, deterministic record of what was resolved against what.
+
+Serialised as JSON with sorted keys and sorted lists so identical inputs give identical bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from imagebuild.bom import BomEntry
+from imagebuild.errors import ConfigError
+
+LOCK_NAME = "snapshots.lock"
+LOCK_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class LockedRepo:
+    distro: str
+    arch: str
+    name: str
+    suite: str
+    url: str  # credential-free
+    snapshot: str | None
+    release_sha256: str
+    date: str
+    valid_until: str
+    indices: tuple[tuple[str, str], ...]  # (path in the Release, sha256)
+
+
+@dataclass(frozen=True)
+class LockedPackage:
+    name: str
+    version: str
+    arch: str
+    repo: str  # "base" for packages the base image already had
+    suite: str
+    filename: str
+    size: int
+    sha256: str
+    required_by: str | None  # None: requested by the role (or in the base)
+    dep_type: str
+    relation: str
+
+
+@dataclass(frozen=True)
+class LockedTarget:
+    role: str
+    arch: str
+    distro: str
+    requests: tuple[str, ...]
+    packages: tuple[LockedPackage, ...]  # everything the image holds, base included
+    removed: tuple[str, ...]  # base packages the transaction removes
+
+    @property
+    def key(self) -> str:
+        return f"{self.role}-{self.arch}"
+
+    def bom(self) -> list[BomEntry]:
+        return [BomEntry(p.name, p.arch, p.version) for p in self.packages]
+
+
+@dataclass(frozen=True)
+class Lock:
+    inputs_digest: str
+    repos: tuple[LockedRepo, ...]
+    targets: tuple[LockedTarget, ...]
+
+    def target(self, role: str, arch: str) -> LockedTarget | None:
+        return next((t for t in self.targets if t.role == role and t.arch == arch), None)
+
+
+def render_lock(lock: Lock) -> str:
+    from imagebuild import __version__
+
+    doc: dict[str, Any] = {
+        "lock-format": LOCK_FORMAT,
+        "generator": f"imagebuild {__version__}",
+        "inputs-digest": lock.inputs_digest,
+        "repos": [asdict(r) for r in sorted(lock.repos, key=lambda r: (r.distro, r.arch, r.name, r.suite))],
+        "targets": {
+            t.key: {
+                "role": t.role, "arch": t.arch, "distro": t.distro, "requests": list(t.requests),
+                "removed": list(t.removed),
+                "packages": [asdict(p) for p in sorted(t.packages, key=lambda p: (p.name, p.arch))],
+            }
+            for t in sorted(lock.targets, key=lambda t: t.key)
+        },
+    }
+    return json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def parse_lock(text: str, source: Path) -> Lock:
+    try:
+        doc = json.loads(text)
+        if doc.get("lock-format") != LOCK_FORMAT:
+            raise ConfigError(f"{source}: unsupported lock format {doc.get('lock-format')!r}",
+                              hint=f"this imagebuild reads format {LOCK_FORMAT}; re-run `imagebuild lock`")
+        repos = tuple(LockedRepo(**{**r, "indices": tuple(tuple(i) for i in r["indices"])}) for r in doc["repos"])
+        targets = tuple(
+            LockedTarget(t["role"], t["arch"], t["distro"], tuple(t["requests"]),
+                         tuple(LockedPackage(**p) for p in t["packages"]), tuple(t["removed"]))
+            for t in doc["targets"].values()
+        )
+        return Lock(doc["inputs-digest"], repos, targets)
+    except ConfigError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ConfigError(f"{source}: not a valid imagebuild lock ({e.__class__.__name__}: {e})",
+                          hint="re-run `imagebuild lock` to regenerate it") from None
+
+
+def read_lock(path: Path) -> Lock:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no lock file", hint="run `imagebuild lock` first") from None
+    return parse_lock(text, path)
