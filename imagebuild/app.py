@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from imagebuild import log
-from imagebuild.apt.packages import R_NAME, R_VERSION, Record, parse_stanzas
+from imagebuild.apt.packages import FIELDS, R_ARCH, R_NAME, R_STATUS, R_VERSION, Record, parse_stanzas
 from imagebuild.apt.release import Release
 from imagebuild.apt.repository import PackagesIndex, ReleaseInfo, read_packages, read_release
 from imagebuild.apt.resolver import Resolution, Resolver, Unsatisfiable, UnknownPackage
@@ -70,10 +70,10 @@ def read_base(path: Path | None) -> list[Record]:
     if head.startswith("Package:"):
         return parse_stanzas(data)
     records = []
-    empty = [""] * 17
+    empty = [""] * len(FIELDS)
     for e in read_bom(path):
         rec = list(empty)
-        rec[R_NAME], rec[R_VERSION], rec[2], rec[16] = e.name, e.version, e.arch, "install ok installed"
+        rec[R_NAME], rec[R_VERSION], rec[R_ARCH], rec[R_STATUS] = e.name, e.version, e.arch, "install ok installed"
         records.append(tuple(rec))
     return records
 
@@ -111,7 +111,13 @@ def _load_distro_arch(distro: Distro, arch: str, config: Config, cache: Cache,
                 release_sha256=info.sha256, date=info.date, valid_until=info.valid_until,
                 indices=tuple(sorted((i.path, i.sha256) for i in indices)),
             ))
-    universe.add(read_base(distro.base), None, 0)
+    base = read_base(distro.base)
+    foreign = sorted({r[R_ARCH] for r in base if r[R_ARCH] not in (arch, "all")})
+    if foreign:
+        raise ConfigError(f"distros.{distro.name}.base: {distro.base} holds {'/'.join(foreign)} packages, "
+                          f"but this lock is for {arch}",
+                          hint="use a base per architecture (one distro entry per arch) or base = \"none\"")
+    universe.add(base, None, 0)
     universe.seal()
     return _Target(distro, arch, universe, locked)
 

@@ -18,10 +18,11 @@ from imagebuild.errors import RepositoryError
 FIELDS = (
     "Package", "Version", "Architecture", "Multi-Arch", "Essential", "Priority", "Provides",
     "Pre-Depends", "Depends", "Conflicts", "Breaks", "Recommends", "Filename", "Size", "SHA256",
-    "Important", "Status",
+    "Important", "Status", "Suggests", "Replaces", "Enhances",
 )
 (R_NAME, R_VERSION, R_ARCH, R_MA, R_ESSENTIAL, R_PRIORITY, R_PROVIDES, R_PREDEPENDS, R_DEPENDS,
- R_CONFLICTS, R_BREAKS, R_RECOMMENDS, R_FILENAME, R_SIZE, R_SHA256, R_IMPORTANT, R_STATUS) = range(len(FIELDS))
+ R_CONFLICTS, R_BREAKS, R_RECOMMENDS, R_FILENAME, R_SIZE, R_SHA256, R_IMPORTANT, R_STATUS,
+ R_SUGGESTS, R_REPLACES, R_ENHANCES) = range(len(FIELDS))
 _SLOT = {name: i for i, name in enumerate(FIELDS)}
 _EMPTY = ("",) * len(FIELDS)
 
@@ -108,3 +109,26 @@ PRIORITIES = {"required": 1, "important": 2, "standard": 3, "optional": 4, "extr
 
 def priority_rank(value: str) -> int:
     return PRIORITIES.get(value.lower(), 5)
+
+
+# apt's cache creates a package the first time a name is mentioned: as a stanza's Package, then
+# as a target of its relations in this order, then in Provides. Package IDs follow that order, and
+# apt uses IDs to order the user's requests and to break ties between providers.
+_MENTION_SLOTS = (R_PREDEPENDS, R_DEPENDS, R_CONFLICTS, R_BREAKS, R_RECOMMENDS, R_SUGGESTS, R_REPLACES,
+                  R_ENHANCES, R_PROVIDES)
+_NAME_RE = re.compile(r"(?:^|[,|])\s*([^\s,|(\[<:]+)(:any)?")
+
+
+def mention_order(records: list[Record], arch: str) -> list[str]:
+    seen: dict[str, None] = {}
+    findall = _NAME_RE.findall
+    for rec in records:
+        if rec[R_ARCH] != arch and rec[R_ARCH] != "all":
+            continue
+        seen[rec[R_NAME]] = None
+        for slot in _MENTION_SLOTS:
+            raw = rec[slot]
+            if raw:
+                for name, anyq in findall(raw):
+                    seen[name + anyq] = None
+    return list(seen)

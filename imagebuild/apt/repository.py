@@ -11,7 +11,7 @@ import marshal
 from dataclasses import dataclass
 from datetime import datetime
 
-from imagebuild.apt.packages import Record, decompress, parse_stanzas
+from imagebuild.apt.packages import Record, decompress, mention_order, parse_stanzas
 from imagebuild.apt.release import Release, check_validity, parse_release, verify_signature
 from imagebuild.config import AptRepo
 from imagebuild.errors import RepositoryError
@@ -19,7 +19,7 @@ from imagebuild.fetch import Cache, NotFound, fetch, redact
 from imagebuild.fsutil import gc_paused, write_atomic
 
 COMPRESSIONS = (".xz", ".gz", ".bz2", "")
-_PARSED_FORMAT = "records-v1"
+_PARSED_FORMAT = "records-v2"
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class PackagesIndex:
     sha256: str
     base_url: str  # where Filename paths are relative to (not redacted; used for downloads only)
     records: list[Record]
+    mentions: list[str]  # package names in the order apt's cache would create them (for this arch)
 
 
 def _release_base(repo: AptRepo, base: str, suite: str) -> str:
@@ -149,7 +150,12 @@ def read_packages(repo: AptRepo, base: str, info: ReleaseInfo, release: Release,
             except RepositoryError as e:
                 raise RepositoryError(f"{what}: {path}: {e.message}") from None
             write_atomic(parsed_key, marshal.dumps(records))
-        return PackagesIndex(info, component, path, entry.sha256, base, records)
+        mentions_key = cache.derived_path("parsed", f"{entry.sha256}-{arch}-mentions-{_PARSED_FORMAT}")
+        mentions = _load_parsed(mentions_key)
+        if mentions is None:
+            mentions = mention_order(records, arch)
+            write_atomic(mentions_key, marshal.dumps(mentions))
+        return PackagesIndex(info, component, path, entry.sha256, base, records, mentions)
     assert last_error is not None
     raise RepositoryError(f"{what}: no index file could be fetched ({last_error.message})")
 

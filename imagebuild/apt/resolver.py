@@ -465,11 +465,9 @@ class Resolver:
         return False
 
     def _cand_installable(self, v: Version) -> bool:
-        for dep_type, group in v.deps:
-            if dep_type in (DepType.PRE_DEPENDS, DepType.DEPENDS) and not any(
-                    self._sat_by(r, self.inst) or self._cand_state(r) for r in group):
-                return False
-        return True
+        """apt's VersionState(..., DepInstall, DepCandMin): every critical dependency of `v` already
+        holds in the install state. (Not "could be satisfied": apt checks what is marked.)"""
+        return self.broken(v) is None
 
     # -- apt-get install ------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from imagebuild.apt.packages import (
     R_ARCH, R_BREAKS, R_CONFLICTS, R_DEPENDS, R_ESSENTIAL, R_FILENAME, R_IMPORTANT, R_MA, R_NAME,
     R_PREDEPENDS, R_PRIORITY, R_PROVIDES, R_RECOMMENDS, R_SHA256, R_SIZE, R_STATUS, R_VERSION, Group,
-    Record, Relation, parse_relations, priority_rank,
+    Record, Relation, mention_order, parse_relations, priority_rank,
 )
 from imagebuild.apt.repository import PackagesIndex
 from imagebuild.debversion import satisfies, version_key
@@ -136,10 +136,13 @@ class Universe:
             pid = self._ids[name] = len(self._ids)
         return pid
 
-    def add(self, records: Iterable[Record], index: PackagesIndex | None, priority: int) -> None:
+    def add(self, records: list[Record], index: PackagesIndex | None, priority: int) -> None:
         arch = self.arch
         raw = self._raw
         ids = self._ids
+        for name in (index.mentions if index is not None else mention_order(records, arch)):
+            if name not in ids:
+                ids[name] = len(ids)
         for rec in records:
             rarch = rec[R_ARCH]
             if rarch != arch and rarch != "all":
