@@ -42,12 +42,15 @@ def inputs_digest(config: Config) -> str:
     def file_digest(p: Path | None) -> str | None:
         return hashlib.sha256(p.read_bytes()).hexdigest() if p is not None else None
 
+    def base_digests(d: Distro) -> dict[str, str | None]:
+        return {arch: file_digest(d.base_for(arch)) for arch in d.arches}
+
     doc = {
         "snapshot": config.snapshot,
         "distros": {
             name: {
                 "family": d.family.value, "arches": list(d.arches), "recommends": d.recommends,
-                "base": file_digest(d.base),
+                "base": base_digests(d),
                 "repos": [
                     {"name": r.name, "url": r.url, "suites": list(r.suites), "components": list(r.components),
                      "flat": r.flat, "trusted": r.trusted, "signed-by": file_digest(r.signed_by)}
@@ -111,12 +114,12 @@ def _load_distro_arch(distro: Distro, arch: str, config: Config, cache: Cache,
                 release_sha256=info.sha256, date=info.date, valid_until=info.valid_until,
                 indices=tuple(sorted((i.path, i.sha256) for i in indices)),
             ))
-    base = read_base(distro.base)
+    base = read_base(distro.base_for(arch))
     foreign = sorted({r[R_ARCH] for r in base if r[R_ARCH] not in (arch, "all")})
     if foreign:
-        raise ConfigError(f"distros.{distro.name}.base: {distro.base} holds {'/'.join(foreign)} packages, "
+        raise ConfigError(f"distros.{distro.name}.base: {distro.base_for(arch)} holds {'/'.join(foreign)} packages, "
                           f"but this lock is for {arch}",
-                          hint="use a base per architecture (one distro entry per arch) or base = \"none\"")
+                          hint="use a base file per architecture: base = \"bases/minbase-{arch}.status\"")
     universe.add(base, None, 0)
     universe.seal()
     return _Target(distro, arch, universe, locked)

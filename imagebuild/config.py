@@ -56,9 +56,12 @@ class Distro:
     name: str
     family: Family
     arches: tuple[str, ...]
-    base: Path | None  # dpkg status file or BOM file; None = empty base
+    base: Path | None  # dpkg status file or BOM file, may contain {arch}; None = empty base
     recommends: bool
     repos: tuple[AptRepo, ...]
+
+    def base_for(self, arch: str) -> Path | None:
+        return None if self.base is None else Path(str(self.base).replace("{arch}", arch))
 
 
 @dataclass(frozen=True)
@@ -197,9 +200,11 @@ def _distro(file: Path, name: str, data: Any) -> Distro:
                           hint=f"one of {', '.join(sorted(DEB_ARCHES))}")
     base_s = t.get("base", str, "none")
     base = None if base_s == "none" else _resolve_path(file, base_s)
-    if base is not None and not base.is_file():
-        raise t.error(t.key("base"), f"base file {base} does not exist",
-                      hint="a dpkg status file, a BOM file, or \"none\"")
+    for arch in arches if base is not None else ():
+        path = Path(str(base).replace("{arch}", arch))
+        if not path.is_file():
+            raise t.error(t.key("base"), f"base file {path} does not exist",
+                          hint="a dpkg status file, a BOM file (may contain {arch}), or \"none\"")
     repos_raw = t.data.get("repos")
     if not isinstance(repos_raw, list) or not repos_raw:
         raise t.error(t.key("repos"), "must be a non-empty array of tables", hint=f"add [[distros.{name}.repos]]")
