@@ -1,0 +1,25 @@
+#!/bin/sh
+# Install what imagebuild needs on Debian 12 (run as root), and with --test what its tests need.
+# Idempotent: installs only what is missing.
+set -eu
+cd "$(dirname "$0")/.."
+
+need_apt=""
+want() { command -v "$1" >/dev/null 2>&1 || need_apt="$need_apt $2"; }
+want gpgv gpgv
+want xz xz-utils
+if [ "${1:-}" = "--test" ]; then
+    want apt-get apt
+    want gpg gpg
+    want dpkg-deb dpkg
+    want apt-ftparchive apt-utils   # only to regenerate the example mirror
+fi
+if [ -n "$need_apt" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $need_apt
+fi
+
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[test]"
+command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
