@@ -18,6 +18,7 @@ from imagebuild.apt.packages import (
 from imagebuild.apt.repository import PackagesIndex
 from imagebuild.debversion import satisfies, version_key
 from imagebuild.errors import RepositoryError
+from imagebuild.fsutil import gc_paused
 
 STATUS_PRIORITY = 100  # apt's pin for the installed version (the dpkg status "file")
 
@@ -140,34 +141,35 @@ class Universe:
         arch = self.arch
         raw = self._raw
         ids = self._ids
+        provides = self._provides_raw
         for name in (index.mentions if index is not None else mention_order(records, arch)):
             if name not in ids:
                 ids[name] = len(ids)
-        for rec in records:
-            rarch = rec[R_ARCH]
-            if rarch != arch and rarch != "all":
-                continue
-            name = rec[R_NAME]
-            if index is None:
-                if not _installed(rec[R_STATUS]):
+        with gc_paused():
+            for rec in records:
+                rarch = rec[R_ARCH]
+                if rarch != arch and rarch != "all":
                     continue
-                self.base.append(name)
-            entries = raw.get(name)
-            if entries is None:
-                raw[name] = [(rec, index, priority)]
-                if name not in ids:
-                    ids[name] = len(ids)
-            else:
-                entries.append((rec, index, priority))
-            if rec[R_PROVIDES]:
-                try:
-                    provided = parse_relations(rec[R_PROVIDES])
-                except ValueError as e:
-                    raise RepositoryError(f"{name} {rec[R_VERSION]}: cannot parse Provides: {e}") from None
-                for group in provided:
-                    virtual = group[0].name
-                    self._id(virtual)
-                    self._provides_raw.setdefault(virtual, []).append(name)
+                name = rec[R_NAME]
+                if index is None:
+                    if not _installed(rec[R_STATUS]):
+                        continue
+                    self.base.append(name)
+                entries = raw.get(name)
+                if entries is None:
+                    raw[name] = [(rec, index, priority)]
+                else:
+                    entries.append((rec, index, priority))
+                if rec[R_PROVIDES]:
+                    # only the names here; versions are parsed when a provider is looked at
+                    for part in rec[R_PROVIDES].split(","):
+                        virtual = part.split("(", 1)[0].strip()
+                        if virtual in provides:
+                            provides[virtual].append(name)
+                        else:
+                            provides[virtual] = [name]
+                        if virtual not in ids:
+                            ids[virtual] = len(ids)
 
     def seal(self) -> None:
         """Nothing more will be added (kept for symmetry; versions are built lazily)."""
