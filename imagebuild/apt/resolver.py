@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from imagebuild.apt.packages import Group, Relation
 from imagebuild.apt.universe import CRITICAL, NEGATIVE, DepType, Universe, Version
 from imagebuild.config import PackageRequest
+from imagebuild.debversion import satisfies
 
 MAX_DEPTH = 3000
 
@@ -62,6 +63,9 @@ class Resolver:
         self.mode: dict[str, str] = {}  # "install" / "delete"; absent = keep
         self.protected: set[str] = set()
         self.reasons: dict[str, Reason] = {}
+        self._parent_of_attempt = ""
+        # critical dependencies marking could not satisfy, in the order met: the first is the root cause
+        self.failures: list[tuple[str, str, str, Group]] = []  # (parent, package, dep type, group)
 
     # -- candidate policy (pkgPolicy::GetCandidateVer) ------------------------------------------
 
@@ -175,6 +179,7 @@ class Resolver:
                 continue
             if any(self._sat_by(r, self.inst) or self._cand_state(r) for r in group):
                 continue
+            self.failures.append((self._parent_of_attempt, name, dep_type, group))
             if name not in self.protected:
                 self.cand[name] = pkg.current
                 if self.mode.get(name) != "delete":
@@ -235,6 +240,7 @@ class Resolver:
                 return True
             if self.mode.get(name) == "install":
                 return True
+        self._parent_of_attempt = reason.parent or name
         if not self._install_ok(name, cand, auto):
             return False
         if from_user:
@@ -409,13 +415,18 @@ class Resolver:
         return None
 
     def set_candidate_release(self, target: Version, release: str, changed: list[Version]) -> bool:
+        """pkgDepCache::SetCandidateRelease, quirks included: the first critical dependency that cannot
+        be made to hold ends the walk (later ones are not switched), and candidates switched on a
+        failed branch stay switched (apt's "undo" re-applies the new versions)."""
         self.set_candidate(target)
+        start = len(changed) - 1  # apt remembers the caller's entry for `target` and erases from it
         for dep_type, group in target.deps:
             if dep_type not in (DepType.PRE_DEPENDS, DepType.DEPENDS) and not (
                     dep_type == DepType.RECOMMENDS and self.recommends):
                 continue
             if self._release_group_fine(group):
                 continue
+            its_fine = False
             for i, rel in enumerate(group):
                 last = i == len(group) - 1
                 if rel.op is None:
@@ -423,24 +434,30 @@ class Resolver:
                         break
                     continue
                 v = self._release_version(rel.name, release)
-                if v is None or v not in self.u.targets(rel):
+                if v is None or not satisfies(v.version, rel.op, rel.version or ""):
                     if last:
                         break
                     continue
                 old = self.candidate(rel.name)
                 if v is old and any(c.name == v.name for c in changed):
-                    break
-                changed.append(v)
-                if not self.set_candidate_release(v, release, changed):
-                    if last:
-                        break
-                    if old is not None:
-                        self.set_candidate(old)
-                    else:
-                        self.cand[rel.name] = None
-                    changed.pop()
-                    continue
+                    its_fine = True
+                if not its_fine:
+                    changed.append(v)
+                    if not self.set_candidate_release(v, release, changed):
+                        if last:
+                            break
+                        if old is not None:
+                            self.set_candidate(old)
+                        else:
+                            self.cand[rel.name] = None
+                        if changed:
+                            changed.pop()
+                        continue
+                    its_fine = True
                 break
+            if not its_fine and dep_type in (DepType.PRE_DEPENDS, DepType.DEPENDS):
+                del changed[max(start, 0):]
+                return False
         return True
 
     def _release_group_fine(self, group: Group) -> bool:
@@ -511,7 +528,7 @@ class Resolver:
             self.mark_install(v.name, False, 0, True, Reason(None, "", str(req)))
         for v, release in release_switches:
             assert release is not None
-            self.set_candidate_release(v, release, [])
+            self.set_candidate_release(v, release, [v])
             self.mark_install(v.name, False, 0, True, Reason(None, "", v.name))
         for name in sorted({v.name for _, v in selected}, key=lambda n: self.u[n].id):
             iv = self.inst.get(name)
@@ -525,7 +542,17 @@ class Resolver:
         for name in requested:
             if name not in installed:
                 raise Unsatisfiable(f"{name} cannot be installed", self.chain(name))
-        for name, v in sorted(installed.items()):
+        broken = [(n, v) for n, v in sorted(installed.items()) if self.broken(v) is not None]
+        if broken and self.failures:
+            parent, name, dep_type, group = self.failures[0]
+            v = self.candidate(name) or self.u[name].versions[0]
+            have = "; ".join(f"{r.name} candidate is {c.version}" for r in group
+                             for c in [self.candidate(r.name)] if c is not None) or "nothing provides it"
+            raise Unsatisfiable(
+                f"{name} {v.version} {dep_type}: {_group_str(group)}, which cannot be satisfied ({have})",
+                (*self.chain(parent), f"{name} {dep_type}: {_group_str(group)}"),
+            )
+        for name, v in broken:
             problem = self.broken(v)
             if problem is not None:
                 dep_type, group = problem
