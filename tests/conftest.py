@@ -1,0 +1,85 @@
+"""Shared pytest fixtures.
+
+* ``debian_http`` (session): serves the real Debian snapshot in ``../shared/data/debian-20261122``
+  (``/debian`` and ``/debian-security``) on a free loopback port; yields ``http://127.0.0.1:PORT``.
+  Skips when the data is absent.  Override the location with ``IMAGEBUILD_TEST_DEBIAN_DATA``.
+* ``_imagebuild_cache`` (session, autouse): points ``IMAGEBUILD_CACHE`` at one session tmp dir,
+  so every test (and every imagebuild subprocess) shares a warm metadata cache.
+* ``run_imagebuild``: runs ``python -m imagebuild --config CFG ARGS...`` with ``LC_ALL=C`` and
+  returns the ``CompletedProcess`` (text mode, output captured, never raises on exit status).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEBIAN_DATA = Path(
+    os.environ.get("IMAGEBUILD_TEST_DEBIAN_DATA", REPO_ROOT.parent / "shared" / "data" / "debian-20261122")
+)
+MINBASE_STATUS = DEBIAN_DATA.parent / "bases" / "bookworm-minbase.status"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+@pytest.fixture(scope="session")
+def debian_http() -> Iterator[str]:
+    """Base URL of a loopback HTTP server for the Debian snapshot data (``/debian``, ``/debian-security``)."""
+    if not (DEBIAN_DATA / "debian" / "dists").is_dir():
+        pytest.skip(f"Debian snapshot data not found at {DEBIAN_DATA} (set IMAGEBUILD_TEST_DEBIAN_DATA)")
+    handler = functools.partial(_QuietHandler, directory=str(DEBIAN_DATA))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="debian-http", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _imagebuild_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One ``IMAGEBUILD_CACHE`` for the whole session (inherited by imagebuild subprocesses)."""
+    cache = tmp_path_factory.mktemp("imagebuild-cache")
+    old = os.environ.get("IMAGEBUILD_CACHE")
+    os.environ["IMAGEBUILD_CACHE"] = str(cache)
+    try:
+        yield cache
+    finally:
+        if old is None:
+            os.environ.pop("IMAGEBUILD_CACHE", None)
+        else:
+            os.environ["IMAGEBUILD_CACHE"] = old
+
+
+@pytest.fixture
+def run_imagebuild() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``run_imagebuild(cfg, *args, timeout=900, env=None)`` -> CompletedProcess of the imagebuild CLI."""
+
+    def run(cfg: str | os.PathLike[str], *args: str, timeout: float = 900,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        full_env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
+        full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+        full_env.update(env or {})
+        return subprocess.run(
+            [sys.executable, "-m", "imagebuild", "--config", str(cfg), *args],
+            capture_output=True, text=True, env=full_env, timeout=timeout, check=False,
+        )
+
+    return run
+
