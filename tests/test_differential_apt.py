@@ -34,6 +34,7 @@ import random
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,9 +169,19 @@ def _main_package_names(arch: str) -> tuple[str, ...]:
     path = DEBIAN_DATA / "debian" / "dists" / "bookworm" / "main" / f"binary-{arch}" / "Packages.xz"
     if not path.is_file():
         return ()
+    # decompressing 50 MB takes seconds at every collection, so keep the name list in a temp file
+    st = path.stat()
+    cache = Path(tempfile.gettempdir()) / f"imagebuild-test-names-{arch}-{st.st_size}-{st.st_mtime_ns}.txt"
+    try:
+        return tuple(cache.read_text(encoding="utf-8").split())
+    except OSError:
+        pass
     with lzma.open(path, "rt", encoding="utf-8", errors="replace") as f:
-        names = {line[9:].strip() for line in f if line.startswith("Package: ")}
-    return tuple(sorted(names))
+        names = tuple(sorted({line[9:].strip() for line in f if line.startswith("Package: ")}))
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}")
+    tmp.write_text("\n".join(names) + "\n", encoding="utf-8")
+    tmp.replace(cache)
+    return names
 
 
 def _random_cases(n_amd64: int = 26, n_arm64: int = 10) -> list[Case]:
