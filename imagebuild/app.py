@@ -16,15 +16,21 @@ from imagebuild import log
 from imagebuild.apt.packages import FIELDS, R_ARCH, R_NAME, R_STATUS, R_VERSION, Record, parse_stanzas
 from imagebuild.apt.release import Release
 from imagebuild.apt.repository import PackagesIndex, ReleaseInfo, read_packages, read_release
-from imagebuild.apt.resolver import Resolution, Resolver, Unsatisfiable, UnknownPackage
+from imagebuild.apt.resolver import Resolution, Resolver, UnknownPackage, Unsatisfiable
 from imagebuild.apt.universe import Universe
-from imagebuild.bom import BomEntry, read_bom, render_bom
+from imagebuild.bom import read_bom, render_bom
 from imagebuild.config import Config, Distro
 from imagebuild.errors import ConfigError, DriftError, ResolutionError
 from imagebuild.fetch import Cache
 from imagebuild.fsutil import write_atomic
 from imagebuild.lockfile import (
-    LOCK_NAME, Lock, LockedPackage, LockedRepo, LockedTarget, read_lock, render_lock,
+    LOCK_NAME,
+    Lock,
+    LockedPackage,
+    LockedRepo,
+    LockedTarget,
+    read_lock,
+    render_lock,
 )
 
 BOM_DIR = "boms"

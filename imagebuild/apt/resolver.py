@@ -161,7 +161,8 @@ class Resolver:
         if name in self.protected and not from_user:
             return False
         pkg = self.u[name]
-        if pkg.current is None and self.mode.get(name) == "install" and self.reasons.get(name, Reason(None, "", "")).parent is None:
+        reason = self.reasons.get(name)
+        if pkg.current is None and self.mode.get(name) == "install" and reason is not None and reason.parent is None:
             return False  # a manual install request is never removed by the marker
         self.inst.pop(name, None)
         self.mode[name] = "delete" if pkg.current is not None else "keep"

@@ -11,9 +11,29 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from imagebuild.apt.packages import (
-    R_ARCH, R_BREAKS, R_CONFLICTS, R_DEPENDS, R_ESSENTIAL, R_FILENAME, R_IMPORTANT, R_MA, R_NAME,
-    R_PREDEPENDS, R_PRIORITY, R_PROVIDES, R_RECOMMENDS, R_SHA256, R_SIZE, R_STATUS, R_VERSION, Group,
-    Record, Relation, mention_order, parse_relations, priority_rank,
+    R_ARCH,
+    R_BREAKS,
+    R_CONFLICTS,
+    R_DEPENDS,
+    R_ESSENTIAL,
+    R_FILENAME,
+    R_IMPORTANT,
+    R_MA,
+    R_NAME,
+    R_PREDEPENDS,
+    R_PRIORITY,
+    R_PROVIDES,
+    R_RECOMMENDS,
+    R_SHA256,
+    R_SIZE,
+    R_STATUS,
+    R_VERSION,
+    Group,
+    Record,
+    Relation,
+    mention_order,
+    parse_relations,
+    priority_rank,
 )
 from imagebuild.apt.repository import PackagesIndex
 from imagebuild.debversion import satisfies, version_key
