@@ -65,7 +65,9 @@ def inputs_digest(config: Config) -> str:
             }
             for name, d in sorted(config.distros.items())
         },
-        "roles": {n: {"distro": r.distro, "packages": [str(p) for p in r.packages]} for n, r in sorted(config.roles.items())},
+        "roles": {
+            n: {"distro": r.distro, "packages": [str(p) for p in r.packages]} for n, r in sorted(config.roles.items())
+        },
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
@@ -75,7 +77,8 @@ def read_base(path: Path | None) -> list[Record]:
     if path is None:
         return []
     data = path.read_bytes()
-    head = next((ln for ln in data.decode("utf-8", "replace").splitlines() if ln.strip() and not ln.startswith("#")), "")
+    lines = data.decode("utf-8", "replace").splitlines()
+    head = next((ln for ln in lines if ln.strip() and not ln.startswith("#")), "")
     if head.startswith("Package:"):
         return parse_stanzas(data)
     records = []
@@ -101,17 +104,17 @@ def _load_distro_arch(distro: Distro, arch: str, config: Config, cache: Cache,
     universe = Universe(arch)
     locked: list[LockedRepo] = []
     for repo in distro.repos:
-        base = repo.url_for(arch, config.snapshot)
+        url = repo.url_for(arch, config.snapshot)
         for suite in (("./",) if repo.flat else repo.suites):
-            key = (base, suite)
+            key = (url, suite)
             if key not in releases:
                 with log.step(f"{repo.name} {suite}: Release"):
-                    releases[key] = read_release(repo, base, suite, cache, at)
+                    releases[key] = read_release(repo, url, suite, cache, at)
             info, release = releases[key]
             indices: list[PackagesIndex] = []
             for component in (("",) if repo.flat else repo.components):
                 with log.step(f"{repo.name} {suite} {component or '.'} {arch}: Packages"):
-                    index = read_packages(repo, base, info, release, component, arch, cache)
+                    index = read_packages(repo, url, info, release, component, arch, cache)
                 indices.append(index)
                 universe.add(index.records, index, info.pin_priority)
             locked.append(LockedRepo(
@@ -257,7 +260,8 @@ def why(config: Config, package: str, role: str, arch: str | None) -> list[str]:
             if link.required_by is None:
                 lines.append(f"{pad}{link.name} {link.version}  (requested: {link.relation})")
             else:
-                lines.append(f"{pad}└─ {link.name} {link.version}  ({link.required_by} {link.dep_type}: {link.relation})")
+                edge = f"{link.required_by} {link.dep_type}: {link.relation}"
+                lines.append(f"{pad}└─ {link.name} {link.version}  ({edge})")
     return lines
 
 

@@ -12,6 +12,7 @@ import click
 from imagebuild import __version__, app, log
 from imagebuild.config import Config, find_config, load_config
 from imagebuild.errors import DriftError, ImagebuildError, ResolutionError
+from imagebuild.lockfile import LOCK_NAME
 
 
 class _State:
@@ -48,7 +49,7 @@ def lock(state: _State, check: bool) -> None:
             log.info(f"stale: {p}")
         if problems:
             raise DriftError("the lock is stale", hint="run `imagebuild lock` and commit the result")
-        log.info(f"{app.LOCK_NAME} is current")
+        log.info(f"{LOCK_NAME} is current")
         return
     result = app.resolve_all(config)
     changed = app.write_outputs(config.root, app.outputs(result))

@@ -10,6 +10,7 @@ import hashlib
 import marshal
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from imagebuild.apt.packages import Record, decompress, mention_order, parse_stanzas
 from imagebuild.apt.release import Release, check_validity, parse_release, verify_signature
@@ -151,7 +152,7 @@ def read_packages(repo: AptRepo, base: str, info: ReleaseInfo, release: Release,
                 raise RepositoryError(f"{what}: {path}: {e.message}") from None
             write_atomic(parsed_key, marshal.dumps(records))
         mentions_key = cache.derived_path("parsed", f"{entry.sha256}-{arch}-mentions-{_PARSED_FORMAT}")
-        mentions = _load_parsed(mentions_key)
+        mentions: list[str] | None = _load_parsed(mentions_key)
         if mentions is None:
             mentions = mention_order(records, arch)
             write_atomic(mentions_key, marshal.dumps(mentions))
@@ -160,7 +161,7 @@ def read_packages(repo: AptRepo, base: str, info: ReleaseInfo, release: Release,
     raise RepositoryError(f"{what}: no index file could be fetched ({last_error.message})")
 
 
-def _load_parsed(path: object) -> list[Record] | None:
+def _load_parsed(path: object) -> list[Any] | None:
     try:
         with open(str(path), "rb") as f:
             data = f.read()

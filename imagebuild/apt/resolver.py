@@ -98,10 +98,7 @@ class Resolver:
     # -- dependency state ----------------------------------------------------------------------
 
     def _sat_by(self, rel: Relation, state: dict[str, Version | None], owner: str | None = None) -> bool:
-        for v in self.u.targets(rel):
-            if state.get(v.name) is v and v.name != owner:
-                return True
-        return False
+        return any(state.get(v.name) is v and v.name != owner for v in self.u.targets(rel))
 
     def _cand_state(self, rel: Relation) -> bool:
         return any(self.candidate(v.name) is v for v in self.u.targets(rel))
@@ -276,12 +273,12 @@ class Resolver:
         self.protected.add(name)
         try:
             for other in to_upgrade:
-                if self.mode.get(other) != "install" and not self.mark_install(
-                        other, True, depth + 1, False, Reason(name, "Breaks/Conflicts upgrade", other)):
-                    if not self.mark_delete(other):
-                        failed = True
-                        if not protected and not from_user:
-                            break
+                upgraded = self.mode.get(other) == "install" or self.mark_install(
+                    other, True, depth + 1, False, Reason(name, "Breaks/Conflicts upgrade", other))
+                if not upgraded and not self.mark_delete(other):
+                    failed = True
+                    if not protected and not from_user:
+                        break
             if failed and fail_early:
                 self._discard_install(name)
                 return False
@@ -511,10 +508,10 @@ class Resolver:
             raise UnknownPackage(f"version {req.version!r} of {req.name!r} was not found (available: {have})",
                                  (str(req),))
         if req.release is not None:
-            v = self._release_version(req.name, req.release)
-            if v is None:
+            in_release = self._release_version(req.name, req.release)
+            if in_release is None:
                 raise UnknownPackage(f"release {req.release!r} has no package {req.name!r}", (str(req),))
-            return v
+            return in_release
         cand = self.candidate(req.name)
         if cand is None:
             raise UnknownPackage(f"package {req.name!r} has no installation candidate", (req.name,))

@@ -270,9 +270,9 @@ class Universe:
                     out.append(v)
         if archq != "any":
             for v, pver in self.providers(rel.name):
-                if rel.op is None or (pver is not None and satisfies(pver, rel.op, rel.version or "")):
-                    if v.name != rel.name or v not in out:
-                        out.append(v)
+                matches = rel.op is None or (pver is not None and satisfies(pver, rel.op, rel.version or ""))
+                if matches and (v.name != rel.name or v not in out):
+                    out.append(v)
         return out
 
 
