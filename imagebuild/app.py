@@ -15,12 +15,13 @@ from pathlib import Path
 from imagebuild import log
 from imagebuild.apt.packages import FIELDS, R_ARCH, R_NAME, R_STATUS, R_VERSION, Record, parse_stanzas
 from imagebuild.apt.release import Release
+from imagebuild.apt.release import parse_date as parse_release_date
 from imagebuild.apt.repository import PackagesIndex, ReleaseInfo, read_packages, read_release
 from imagebuild.apt.resolver import Resolution, Resolver, UnknownPackage, Unsatisfiable
 from imagebuild.apt.universe import Universe
 from imagebuild.bom import read_bom, render_bom
 from imagebuild.config import Config, Distro
-from imagebuild.errors import ConfigError, DriftError, ResolutionError
+from imagebuild.errors import ConfigError, DriftError, RepositoryError, ResolutionError
 from imagebuild.fetch import Cache
 from imagebuild.fsutil import write_atomic
 from imagebuild.lockfile import (
@@ -177,6 +178,23 @@ def resolve_all(config: Config, cache: Cache | None = None) -> Lock:
     return Lock(inputs_digest(config), tuple(repos), tuple(targets))
 
 
+def refuse_rollback(previous: Lock, new: Lock) -> None:
+    """A Release older than the one the lock already records, at the same URL and snapshot, is a
+    rollback (a stale mirror or a replay of old signed metadata): refuse it."""
+    before = {(r.distro, r.arch, r.name, r.suite, r.url, r.snapshot): r for r in previous.repos}
+    for r in new.repos:
+        old = before.get((r.distro, r.arch, r.name, r.suite, r.url, r.snapshot))
+        if old is None:
+            continue
+        old_date, new_date = parse_release_date(old.date), parse_release_date(r.date)
+        if old_date is not None and new_date is not None and new_date < old_date:
+            raise RepositoryError(
+                f"repo {r.name!r} {r.suite} ({r.arch}): Release dated {r.date} is older than the {old.date} "
+                f"recorded in {LOCK_NAME}: refusing a rollback",
+                hint="a mirror is serving stale metadata; to go back on purpose, change the snapshot id",
+            )
+
+
 def _resolve(universe: Universe, distro: Distro, role: str, arch: str, requests: tuple) -> Resolution:  # type: ignore[type-arg]
     try:
         return Resolver(universe, distro.recommends).install(requests)
@@ -210,6 +228,18 @@ def write_outputs(root: Path, files: dict[str, str]) -> list[str]:
         if write_atomic(root / rel, files[rel]):
             changed.append(rel)
     return changed
+
+
+def previous_lock(config: Config) -> Lock | None:
+    """The lock already in the project, if there is a readable one (an unreadable one is replaced)."""
+    path = config.root / LOCK_NAME
+    if not path.exists():
+        return None
+    try:
+        return read_lock(path)
+    except ConfigError as e:
+        log.warn(f"{e.message}; it will be replaced")
+        return None
 
 
 def check(config: Config) -> list[str]:

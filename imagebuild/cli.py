@@ -52,6 +52,9 @@ def lock(state: _State, check: bool) -> None:
         log.info(f"{LOCK_NAME} is current")
         return
     result = app.resolve_all(config)
+    previous = app.previous_lock(config)
+    if previous is not None:
+        app.refuse_rollback(previous, result)
     changed = app.write_outputs(config.root, app.outputs(result))
     for t in sorted(result.targets, key=lambda t: t.key):
         added = sum(1 for p in t.packages if p.dep_type != "base")

@@ -156,3 +156,19 @@ def test_bad_input_fails_clearly_and_keeps_the_lock(project: Path, tmp_path: Pat
     assert "Traceback" not in res.stderr
     assert res.stderr.splitlines()[0].startswith("imagebuild: error: ")
     assert snapshot_outputs(project) == before
+
+
+def test_older_release_than_the_locked_one_is_refused_as_rollback(project: Path, tmp_path: Path) -> None:
+    cfg = project / "imagebuild.toml"
+    assert run(cfg, "lock", cache=tmp_path / "c").returncode == 0
+    lock = project / "snapshots.lock"
+    # pretend the previous lock saw a newer bookworm Release than the mirror now serves
+    text = lock.read_text()
+    newer = text.replace('"date": "Sat, 21 Nov 2026', '"date": "Sun, 22 Nov 2027', 1)
+    assert newer != text
+    lock.write_text(newer)
+    before = snapshot_outputs(project)
+    res = run(cfg, "lock", cache=tmp_path / "c")
+    assert res.returncode == 4, res.stderr
+    assert "refusing a rollback" in res.stderr
+    assert snapshot_outputs(project) == before

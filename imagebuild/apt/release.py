@@ -29,11 +29,11 @@ class Release:
 
     @property
     def date(self) -> datetime | None:
-        return _parse_date(self.fields.get("Date"))
+        return parse_date(self.fields.get("Date"))
 
     @property
     def valid_until(self) -> datetime | None:
-        return _parse_date(self.fields.get("Valid-Until"))
+        return parse_date(self.fields.get("Valid-Until"))
 
     @property
     def not_automatic(self) -> bool:
@@ -56,7 +56,7 @@ class Release:
         return self.get("Components").split()
 
 
-def _parse_date(value: str | None) -> datetime | None:
+def parse_date(value: str | None) -> datetime | None:
     if not value:
         return None
     try:
