@@ -154,8 +154,13 @@ class Resolver:
         self.mode.pop(name, None)
         return True
 
+    def _delete_ok(self, name: str) -> bool:
+        """Installed Essential/Important packages are never removed to make room for a request."""
+        pkg = self.u[name]
+        return not (pkg.current is not None and (pkg.essential or pkg.important))
+
     def mark_delete(self, name: str, from_user: bool = False) -> bool:
-        if name in self.protected and not from_user:
+        if (name in self.protected and not from_user) or not self._delete_ok(name):
             return False
         pkg = self.u[name]
         reason = self.reasons.get(name)
@@ -333,7 +338,7 @@ class Resolver:
         if not propagate:
             if self.mode.get(name) == "delete":
                 return True
-            if name in self.protected:
+            if name in self.protected or not self._delete_ok(name):
                 return False
             delayed_remove.append(name)
             return True
