@@ -13,6 +13,9 @@ if [ "${1:-}" = "--test" ]; then
     want gpg gpg
     want dpkg-deb dpkg
     want apt-ftparchive apt-utils   # only to regenerate the example mirror
+    want rpmbuild rpm               # fixture RPM repos (tests/rpmrepos.py)
+    want createrepo_c createrepo-c  # ... their repodata (also modifyrepo_c)
+    want dnf dnf                    # the oracle for rpm resolution
 fi
 if [ -n "$need_apt" ]; then
     export DEBIAN_FRONTEND=noninteractive
