@@ -21,6 +21,8 @@ _REQUEST_RE = re.compile(
     r"^(?P<name>[a-z0-9][a-z0-9+.-]*)(?::(?P<arch>[a-z0-9-]+))?"
     r"(?:=(?P<version>[^\s/=]+)|/(?P<release>[A-Za-z0-9.+_-]+))?$"
 )
+RPM_ARCHES = frozenset({"x86_64", "aarch64", "ppc64le", "s390x"})
+_RPM_SPEC_RE = re.compile(r"^[A-Za-z0-9_.+:~^*?\[\]-]+$")
 DEB_ARCHES = frozenset({"amd64", "arm64", "armhf", "armel", "i386", "ppc64el", "s390x", "riscv64", "mips64el"})
 
 
@@ -52,6 +54,30 @@ class AptRepo:
 
 
 @dataclass(frozen=True)
+class RpmRepo:
+    """A dnf repository: `url` is the repo root (the directory holding repodata/)."""
+
+    name: str
+    url: str  # may contain {snapshot}, {arch}, $basearch, $releasever
+    priority: int  # dnf: lower wins; default 99
+    cost: int  # dnf: lower wins among equal priority; default 1000
+    module_hotfixes: bool
+    gpgkey: Path | None
+    repo_gpgcheck: bool
+    exclude: tuple[str, ...]
+    includepkgs: tuple[str, ...]
+
+    def url_for(self, arch: str, snapshot: str | None, releasever: str) -> str:
+        url = self.url.replace("{arch}", arch).replace("$basearch", arch).replace("$releasever", releasever)
+        if "{snapshot}" in url:
+            if snapshot is None:
+                raise ConfigError(f"repo {self.name!r}: url contains {{snapshot}} but no snapshot is set",
+                                  hint="set `snapshot = \"YYYYMMDDTHHMMSSZ\"` at the top of imagebuild.toml")
+            url = url.replace("{snapshot}", snapshot)
+        return url.rstrip("/")
+
+
+@dataclass(frozen=True)
 class Distro:
     name: str
     family: Family
@@ -59,6 +85,10 @@ class Distro:
     base: Path | None  # dpkg status file or BOM file, may contain {arch}; None = empty base
     recommends: bool
     repos: tuple[AptRepo, ...]
+    rpm_repos: tuple[RpmRepo, ...] = ()
+    releasever: str = ""
+    modules: tuple[str, ...] = ()  # "module:stream" to enable, like `dnf module enable`
+    exclude: tuple[str, ...] = ()  # dnf excludepkgs globs
 
     def base_for(self, arch: str) -> Path | None:
         return None if self.base is None else Path(str(self.base).replace("{arch}", arch))
@@ -183,21 +213,25 @@ def _resolve_path(config: Path, value: str) -> Path:
 
 
 def _distro(file: Path, name: str, data: Any) -> Distro:
-    t = _Table(file, f"distros.{name}", data, {"family", "arches", "base", "recommends", "repos"})
-    family_s = t.get("family", str, required=True)
+    family_s = _Table(file, f"distros.{name}", data, set(data) if isinstance(data, dict) else set()).get(
+        "family", str, required=True)
     try:
         family = Family(family_s)
     except ValueError:
-        raise t.error(t.key("family"), f"unknown family {family_s!r}", hint="use \"deb\" or \"rpm\"") from None
+        raise ConfigError(f"{file}: distros.{name}.family: unknown family {family_s!r}",
+                          hint="use \"deb\" or \"rpm\"") from None
+    allowed = {"family", "arches", "base", "recommends", "repos"}
     if family is Family.RPM:
-        raise t.error(t.key("family"), "rpm distros are not supported yet", hint="only family = \"deb\" locks today")
+        allowed |= {"releasever", "modules", "exclude"}
+    t = _Table(file, f"distros.{name}", data, allowed)
     arches = t.get("arches", list, required=True)
     if not arches:
         raise t.error(t.key("arches"), "must name at least one architecture")
+    known = RPM_ARCHES if family is Family.RPM else DEB_ARCHES
     for arch in arches:
-        if arch not in DEB_ARCHES:
-            raise t.error(t.key("arches"), f"unknown Debian architecture {arch!r}",
-                          hint=f"one of {', '.join(sorted(DEB_ARCHES))}")
+        if arch not in known:
+            raise t.error(t.key("arches"), f"unknown {family.value} architecture {arch!r}",
+                          hint=f"one of {', '.join(sorted(known))}")
     base_s = t.get("base", str, "none")
     base = None if base_s == "none" else _resolve_path(file, base_s)
     for arch in arches if base is not None else ():
@@ -208,13 +242,50 @@ def _distro(file: Path, name: str, data: Any) -> Distro:
     repos_raw = t.data.get("repos")
     if not isinstance(repos_raw, list) or not repos_raw:
         raise t.error(t.key("repos"), "must be a non-empty array of tables", hint=f"add [[distros.{name}.repos]]")
-    repos = tuple(_apt_repo(file, f"distros.{name}.repos[{i}]", r) for i, r in enumerate(repos_raw))
+    recommends = t.get("recommends", bool, False)
     seen: set[str] = set()
-    for r in repos:
-        if r.name in seen:
-            raise t.error(t.key("repos"), f"two repos are named {r.name!r}", hint="repo names must be unique")
-        seen.add(r.name)
-    return Distro(name, family, arches, base, t.get("recommends", bool, False), repos)
+    if family is Family.RPM:
+        rpm_repos = tuple(_rpm_repo(file, f"distros.{name}.repos[{i}]", r) for i, r in enumerate(repos_raw))
+        names = [r.name for r in rpm_repos]
+    else:
+        repos = tuple(_apt_repo(file, f"distros.{name}.repos[{i}]", r) for i, r in enumerate(repos_raw))
+        names = [r.name for r in repos]
+    for n in names:
+        if n in seen:
+            raise t.error(t.key("repos"), f"two repos are named {n!r}", hint="repo names must be unique")
+        seen.add(n)
+    if family is Family.RPM:
+        modules = t.get("modules", list, ())
+        for m in modules:
+            if not re.match(r"^[A-Za-z0-9_.+-]+:[A-Za-z0-9_.+-]+$", m):
+                raise t.error(t.key("modules"), f"{m!r} is not module:stream", hint="e.g. \"nvidia-driver:575-open\"")
+        return Distro(name, family, arches, base, recommends, (), rpm_repos, t.get("releasever", str, required=True),
+                      modules, t.get("exclude", list, ()))
+    return Distro(name, family, arches, base, recommends, repos)
+
+
+def _rpm_repo(file: Path, where: str, data: Any) -> RpmRepo:
+    t = _Table(file, where, data, {"name", "url", "priority", "cost", "module_hotfixes", "gpgkey", "repo_gpgcheck",
+                                   "exclude", "includepkgs"})
+    name = t.get("name", str, required=True)
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]*$", name):
+        raise t.error(t.key("name"), f"{name!r} is not a valid repo id")
+    url = t.get("url", str, required=True)
+    scheme = urlsplit(url).scheme
+    if scheme not in ("http", "https", "file"):
+        raise t.error(t.key("url"), f"unsupported URL {url!r}", hint="use http://, https:// or file:")
+    if scheme == "file":
+        path = url[len("file:"):]
+        path = path[2:] if path.startswith("//") else path
+        url = "file://" + str(_resolve_path(file, path))
+    gpgkey_s = t.get("gpgkey", str, None)
+    gpgkey = _resolve_path(file, gpgkey_s) if gpgkey_s else None
+    repo_gpgcheck = t.get("repo_gpgcheck", bool, False)
+    if repo_gpgcheck and gpgkey is None:
+        raise t.error(t.key("gpgkey"), "repo_gpgcheck = true needs a gpgkey")
+    return RpmRepo(name, url, t.get("priority", int, 99), t.get("cost", int, 1000),
+                   t.get("module_hotfixes", bool, False), gpgkey, repo_gpgcheck,
+                   t.get("exclude", list, ()), t.get("includepkgs", list, ()))
 
 
 def _apt_repo(file: Path, where: str, data: Any) -> AptRepo:
@@ -259,6 +330,12 @@ def _role(file: Path, name: str, data: Any, distros: dict[str, Distro]) -> Role:
         raise t.error(t.key("distro"), f"unknown distro {distro!r}", hint=f"defined: {', '.join(sorted(distros))}")
     packages = []
     for spec in t.get("packages", list, required=True):
+        if distros[distro].family is Family.RPM:
+            if not _RPM_SPEC_RE.match(spec):
+                raise t.error(t.key("packages"), f"bad package spec {spec!r}",
+                              hint="use a dnf spec: name, name-version, name-epoch:version-release, name.arch")
+            packages.append(PackageRequest(spec))
+            continue
         try:
             req = PackageRequest.parse(spec)
         except ValueError:

@@ -43,7 +43,7 @@ def test_good_config(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("old", "new", "needle"), [
     ('arches = ["amd64"]', 'arches = ["amd64"]\nrecomends = true', "distros.bookworm.recomends: unknown key"),
     ('arches = ["amd64"]', 'arches = "amd64"', "distros.bookworm.arches: must be a list of strings"),
-    ('arches = ["amd64"]', 'arches = ["x86_64"]', "unknown Debian architecture 'x86_64'"),
+    ('arches = ["amd64"]', 'arches = ["x86_64"]', "unknown deb architecture 'x86_64'"),
     ('distro = "bookworm"', 'distro = "trixie"', "roles.compute.distro: unknown distro 'trixie'"),
     ('"slurmd"', '"slurmd>=1"', "bad package spec 'slurmd>=1'"),
     ('trusted = true', '', "signed-by: missing"),
