@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from imagebuild.apt.repository import PackagesIndex, ReleaseInfo, read_packages,
 from imagebuild.apt.resolver import Resolution, Resolver, UnknownPackage, Unsatisfiable
 from imagebuild.apt.universe import Universe
 from imagebuild.bom import read_bom, render_bom
-from imagebuild.config import Config, Distro
+from imagebuild.config import Config, Distro, Family, Role
 from imagebuild.errors import ConfigError, DriftError, RepositoryError, ResolutionError
 from imagebuild.fetch import Cache
 from imagebuild.fsutil import write_atomic
@@ -58,6 +58,7 @@ def inputs_digest(config: Config) -> str:
             name: {
                 "family": d.family.value, "arches": list(d.arches), "recommends": d.recommends,
                 "base": base_digests(d),
+                "rpm": [[asdict(r) for r in d.rpm_repos], d.releasever, list(d.modules), list(d.exclude)],
                 "repos": [
                     {"name": r.name, "url": r.url, "suites": list(r.suites), "components": list(r.components),
                      "flat": r.flat, "trusted": r.trusted, "signed-by": file_digest(r.signed_by)}
@@ -70,7 +71,7 @@ def inputs_digest(config: Config) -> str:
             n: {"distro": r.distro, "packages": [str(p) for p in r.packages]} for n, r in sorted(config.roles.items())
         },
     }
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def read_base(path: Path | None) -> list[Record]:
@@ -164,6 +165,12 @@ def resolve_all(config: Config, cache: Cache | None = None) -> Lock:
         roles = [r for _, r in sorted(config.roles.items()) if r.distro == dname]
         if not roles:
             continue
+        if distro.family is Family.RPM:
+            for arch in distro.arches:
+                rpm_repos, rpm_targets = _lock_rpm(distro, arch, roles, config, cache)
+                repos.extend(rpm_repos)
+                targets.extend(rpm_targets)
+            continue
         for arch in distro.arches:
             with log.step(f"{dname}/{arch}: reading repositories"):
                 t = _load_distro_arch(distro, arch, config, cache, releases)
@@ -176,6 +183,43 @@ def resolve_all(config: Config, cache: Cache | None = None) -> Lock:
                     packages=_locked_packages(res, t.universe), removed=res.removed,
                 ))
     return Lock(inputs_digest(config), tuple(repos), tuple(targets))
+
+
+def _lock_rpm(distro: Distro, arch: str, roles: list[Role], config: Config,
+              cache: Cache) -> tuple[list[LockedRepo], list[LockedTarget]]:
+    from imagebuild.rpm.repository import read_repo
+    from imagebuild.rpm.resolver import RpmResolver
+
+    metadata = []
+    for repo in distro.rpm_repos:
+        with log.step(f"{repo.name} {arch}: repomd"):
+            metadata.append(read_repo(repo, repo.url_for(arch, config.snapshot, distro.releasever), cache))
+    locked = [LockedRepo(distro=distro.name, arch=arch, name=md.repo.name, suite="", url=md.url,
+                         snapshot=config.snapshot if "{snapshot}" in md.repo.url else None,
+                         release_sha256=md.repomd_sha256, date=md.revision, valid_until="", indices=md.files)
+              for md in metadata]
+    base_path = distro.base_for(arch)
+    base = read_bom(base_path) if base_path is not None else []
+    targets = []
+    for role in roles:
+        with log.step(f"{role.name}/{arch}: resolving with libsolv"):
+            resolver = RpmResolver(arch, metadata, base, distro.recommends, distro.modules, distro.exclude)
+            try:
+                res = resolver.install([str(p) for p in role.packages])
+            except Unsatisfiable as e:
+                raise ResolutionError(f"role {role.name!r} ({arch}): {e.message}", chain=e.chain[1:]) from None
+        packages = []
+        for p in res.installed:
+            r = res.reasons.get(p.name) if p.repo != "base" else None
+            packages.append(LockedPackage(
+                name=p.name, version=p.evr, arch=p.arch, repo=p.repo, suite="", filename=p.location, size=p.size,
+                sha256=p.sha256, required_by=r.parent if r else None,
+                dep_type=("base" if p.repo == "base" else (r.dep_type if r and r.dep_type else "requested")),
+                relation=r.relation if r else ""))
+        targets.append(LockedTarget(role=role.name, arch=arch, distro=distro.name,
+                                    requests=tuple(str(p) for p in role.packages), packages=tuple(packages),
+                                    removed=res.removed))
+    return locked, targets
 
 
 def refuse_rollback(previous: Lock, new: Lock) -> None:

@@ -1,0 +1,1 @@
+"""dnf/RPM: reading repomd repositories (repository) and resolving with libsolv as dnf 4 does (resolver)."""
