@@ -179,6 +179,23 @@ class RpmResolver:
             sel = pool.select(spec, solv.Selection.SELECTION_FILELIST)
         return sel
 
+    def _obsoleters(self, sel: solv.Selection) -> list[solv.XSolvable]:
+        """Available packages that obsolete every candidate the selection names."""
+        pool = self.pool
+        candidates = [c for c in sel.solvables() if c.id not in self.excluded and c.repo is not pool.installed]
+        if not candidates:
+            return []
+        found: dict[int, solv.XSolvable] = {}
+        for c in candidates:
+            dep = pool.rel2id(c.nameid, c.evrid, solv.REL_EQ)
+            hits = [o for o in pool.whatmatchesdep(solv.SOLVABLE_OBSOLETES, dep)
+                    if o.id not in self.excluded and o.name != c.name and o.repo is not pool.installed
+                    and (o.arch == c.arch or "noarch" in (o.arch, c.arch))]
+            if not hits:
+                return []
+            found.update((o.id, o) for o in hits)
+        return list(found.values())
+
     def install(self, specs: Sequence[str]) -> RpmResolution:
         pool = self.pool
         jobs = []
@@ -186,6 +203,12 @@ class RpmResolver:
             sel = self._select(spec)
             if sel.isempty():
                 raise UnknownPackage(f"no match for argument: {spec}", (spec,))
+            obsoleters = self._obsoleters(sel)
+            if obsoleters:
+                # dnf: "Package X is obsoleted by Y, trying to install Y instead"
+                jobs.append(pool.Job(solv.Job.SOLVER_INSTALL | solv.Job.SOLVER_SOLVABLE_ONE_OF
+                                     | solv.Job.SOLVER_FORCEBEST, pool.towhatprovides([o.id for o in obsoleters])))
+                continue
             jobs += sel.jobs(solv.Job.SOLVER_INSTALL | solv.Job.SOLVER_FORCEBEST)
         for name in INSTALLONLY:
             jobs.append(pool.Job(solv.Job.SOLVER_MULTIVERSION | solv.Job.SOLVER_SOLVABLE_PROVIDES, pool.str2id(name)))
