@@ -100,6 +100,8 @@ class RpmResolver:
                  modules: Sequence[str], exclude: Sequence[str]) -> None:
         self.pool = pool = solv.Pool()
         pool.setdisttype(solv.Pool.DISTTYPE_RPM)
+        # libdnf's setting: x86_64 and i686 builds of one name may be installed side by side (multilib)
+        pool.set_flag(solv.Pool.POOL_FLAG_IMPLICITOBSOLETEUSESCOLORS, 1)
         pool.setarch(arch)
         self.weak_deps = weak_deps
         by_name: dict[str, RepoMetadata] = {}
