@@ -22,7 +22,7 @@ from imagebuild.apt.universe import Universe
 from imagebuild.bom import read_bom, render_bom
 from imagebuild.config import Config, Distro, Family, Role
 from imagebuild.errors import ConfigError, DriftError, RepositoryError, ResolutionError
-from imagebuild.fetch import Cache
+from imagebuild.fetch import Cache, redact
 from imagebuild.fsutil import write_atomic
 from imagebuild.lockfile import (
     LOCK_NAME,
@@ -58,7 +58,9 @@ def inputs_digest(config: Config) -> str:
             name: {
                 "family": d.family.value, "arches": list(d.arches), "recommends": d.recommends,
                 "base": base_digests(d),
-                "rpm": [[asdict(r) for r in d.rpm_repos], d.releasever, list(d.modules), list(d.exclude)],
+                # URLs redacted: not even a hash of a repo password goes into the lock
+                "rpm": [[{**asdict(r), "url": redact(r.url)} for r in d.rpm_repos], d.releasever, list(d.modules),
+                        list(d.exclude)],
                 "repos": [
                     {"name": r.name, "url": r.url, "suites": list(r.suites), "components": list(r.components),
                      "flat": r.flat, "trusted": r.trusted, "signed-by": file_digest(r.signed_by)}

@@ -245,7 +245,8 @@ def _distro(file: Path, name: str, data: Any) -> Distro:
     recommends = t.get("recommends", bool, False)
     seen: set[str] = set()
     if family is Family.RPM:
-        rpm_repos = tuple(_rpm_repo(file, f"distros.{name}.repos[{i}]", r) for i, r in enumerate(repos_raw))
+        rpm_repos = tuple(repo for i, r in enumerate(repos_raw)
+                          for repo in _rpm_repos(file, f"distros.{name}.repos[{i}]", r))
         names = [r.name for r in rpm_repos]
     else:
         repos = tuple(_apt_repo(file, f"distros.{name}.repos[{i}]", r) for i, r in enumerate(repos_raw))
@@ -262,6 +263,63 @@ def _distro(file: Path, name: str, data: Any) -> Distro:
         return Distro(name, family, arches, base, recommends, (), rpm_repos, t.get("releasever", str, required=True),
                       modules, t.get("exclude", list, ()))
     return Distro(name, family, arches, base, recommends, repos)
+
+
+def _rpm_repos(file: Path, where: str, data: Any) -> list[RpmRepo]:
+    """A `[[repos]]` entry: one repo by `url`, or every enabled section of a dnf `.repo` file."""
+    if isinstance(data, dict) and "repofile" in data:
+        t = _Table(file, where, data, {"repofile"})
+        return parse_repofile(_resolve_path(file, t.get("repofile", str, required=True)))
+    return [_rpm_repo(file, where, data)]
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in ("1", "yes", "true", "on")
+
+
+def parse_repofile(path: Path) -> list[RpmRepo]:
+    """dnf `.repo` syntax. `baseurl` (first URL) is used; `mirrorlist`/`metalink` are refused because a
+    lock must name one place; `username`/`password` go into the fetch URL and are redacted everywhere."""
+    import configparser
+    from urllib.parse import quote
+
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(path.read_text(encoding="utf-8"), source=str(path))
+    except (OSError, configparser.Error) as e:
+        raise ConfigError(f"{path}: cannot read .repo file: {e}") from None
+    repos = []
+    for section in parser.sections():
+        sec = parser[section]
+        if not _bool(sec.get("enabled", "1")):
+            continue
+        where = f"{path} [{section}]"
+        baseurl = (sec.get("baseurl") or "").split()
+        if not baseurl:
+            kind = "metalink" if sec.get("metalink") else "mirrorlist" if sec.get("mirrorlist") else None
+            hint = "replace it with a baseurl (a snapshot URL) so the lock names one place" if kind else None
+            raise ConfigError(f"{where}: " + (f"{kind} is not supported" if kind else "no baseurl"), hint=hint)
+        url = baseurl[0]
+        user, password = sec.get("username"), sec.get("password")
+        if user:
+            scheme, sep, rest = url.partition("://")
+            url = f"{scheme}{sep}{quote(user, safe='')}:{quote(password or '', safe='')}@{rest}"
+        gpgkey = (sec.get("gpgkey") or "").split()
+        key = Path(gpgkey[0][len("file://"):]) if gpgkey and gpgkey[0].startswith("file://") else None
+        repo_gpgcheck = _bool(sec.get("repo_gpgcheck", "0"))
+        if repo_gpgcheck and key is None:
+            raise ConfigError(f"{where}: repo_gpgcheck needs a local gpgkey (file://…)")
+        try:
+            priority, cost = int(sec.get("priority", "99")), int(sec.get("cost", "1000"))
+        except ValueError:
+            raise ConfigError(f"{where}: priority and cost must be integers") from None
+        excl = tuple((sec.get("exclude") or sec.get("excludepkgs") or "").replace(",", " ").split())
+        incl = tuple((sec.get("includepkgs") or "").replace(",", " ").split())
+        repos.append(RpmRepo(section, url, priority, cost, _bool(sec.get("module_hotfixes", "0")), key,
+                             repo_gpgcheck, excl, incl))
+    if not repos:
+        raise ConfigError(f"{path}: no enabled repositories")
+    return repos
 
 
 def _rpm_repo(file: Path, where: str, data: Any) -> RpmRepo:

@@ -103,3 +103,59 @@ def test_tampered_primary_is_refused(rpm_repos: dict[str, Path], tmp_path: Path)
     assert res.returncode == 4, res.stderr
     assert "checksum mismatch" in res.stderr
     assert not (tmp_path / "snapshots.lock").exists()
+
+
+def test_repofile_with_credentials_works_and_leaks_nothing(rpm_repos: dict[str, Path], tmp_path: Path) -> None:
+    import base64
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    secret = "s3ntinel-Pa55word"
+    token = "Basic " + base64.b64encode(f"ark:{secret}".encode()).decode()
+
+    class AuthHandler(SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.headers.get("Authorization") != token:
+                self.send_response(401)
+                self.end_headers()
+                return
+            super().do_GET()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    handler = functools.partial(AuthHandler, directory=str(rpm_repos["epel"].parent))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        (tmp_path / "epel.repo").write_text(
+            f"[epel]\nname=EPEL\nbaseurl=http://127.0.0.1:{port}/{rpm_repos['epel'].name}/\n"
+            f"username=ark\npassword={secret}\nenabled=1\ngpgcheck=0\n\n"
+            "[epel-debug]\nname=off\nmetalink=https://mirrors.example.invalid/metalink\nenabled=0\n")
+        cfg = write_config(tmp_path, rpm_repos, ["slurm-slurmd"])
+        text = cfg.read_text().replace(f'name = "epel"\nurl = "file://{rpm_repos["epel"]}"', 'repofile = "epel.repo"')
+        cfg.write_text(text)
+        res = lock(cfg, tmp_path / "c")
+        assert res.returncode == 0, res.stderr
+        assert any(ln.startswith("slurm-slurmd ") for ln in bom(cfg))
+        # every file written (lock, BOMs, the metadata cache) is free of the password
+        for p in tmp_path.rglob("*"):
+            if p.is_file() and p.name != "epel.repo":
+                assert secret.encode() not in p.read_bytes(), p
+        assert secret not in res.stdout + res.stderr
+        # a wrong password is a clear error without the password in it
+        (tmp_path / "epel.repo").write_text((tmp_path / "epel.repo").read_text().replace(secret, "wrong-" + secret))
+        bad = lock(cfg, tmp_path / "c3")
+        assert bad.returncode == 4 and secret not in bad.stderr and "Traceback" not in bad.stderr
+    finally:
+        server.shutdown()
+
+
+def test_mirrorlist_only_repo_is_refused(rpm_repos: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "x.repo").write_text("[x]\nname=x\nmirrorlist=https://mirrors.example.invalid/?repo=x\n")
+    cfg = write_config(tmp_path, rpm_repos, ["slurm-slurmd"])
+    cfg.write_text(cfg.read_text().replace(f'name = "epel"\nurl = "file://{rpm_repos["epel"]}"', 'repofile = "x.repo"'))
+    res = lock(cfg, tmp_path / "c")
+    assert res.returncode == 2 and "mirrorlist is not supported" in res.stderr
