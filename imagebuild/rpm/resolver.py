@@ -218,6 +218,7 @@ class RpmResolver:
         solver.set_flag(solv.Solver.SOLVER_FLAG_ALLOW_VENDORCHANGE, 1)
         solver.set_flag(solv.Solver.SOLVER_FLAG_BEST_OBEY_POLICY, 1)
         solver.set_flag(solv.Solver.SOLVER_FLAG_ALLOW_UNINSTALL, 0)
+        solver.set_flag(solv.Solver.SOLVER_FLAG_FOCUS_BEST, 1)  # libdnf with best=True
         solver.set_flag(solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED, 0 if self.weak_deps else 1)
         problems = solver.solve(jobs)
         if problems:
