@@ -102,6 +102,7 @@ class RpmResolver:
         pool.setdisttype(solv.Pool.DISTTYPE_RPM)
         # libdnf's setting: x86_64 and i686 builds of one name may be installed side by side (multilib)
         pool.set_flag(solv.Pool.POOL_FLAG_IMPLICITOBSOLETEUSESCOLORS, 1)
+        pool.set_flag(solv.Pool.POOL_FLAG_WHATPROVIDESWITHDISABLED, 1)
         pool.setarch(arch)
         self.weak_deps = weak_deps
         by_name: dict[str, RepoMetadata] = {}
@@ -122,8 +123,10 @@ class RpmResolver:
             r.internalize()
             by_name[md.repo.name] = md
         self.repos = by_name
-        self._load_base(base)
+        # file provides first: they are added to the repo packages' provides, and the base packages copy
+        # those (an installed systemd-udev must still provide /usr/bin/kernel-install, as in the rpmdb)
         pool.addfileprovides()
+        self._load_base(base)
         pool.createwhatprovides()
         self._exclude(ModuleIndex(documents), modules, exclude)
 
@@ -137,10 +140,12 @@ class RpmResolver:
             src = known.get((e.name, e.version, e.arch))
             if src is not None:  # the installed package's own metadata, when a repo still has it
                 for key in (solv.SOLVABLE_PROVIDES, solv.SOLVABLE_REQUIRES, solv.SOLVABLE_OBSOLETES,
-                            solv.SOLVABLE_CONFLICTS):
-                    for dep in src.lookup_deparray(key):
+                            solv.SOLVABLE_CONFLICTS, solv.SOLVABLE_RECOMMENDS, solv.SOLVABLE_SUPPLEMENTS,
+                            solv.SOLVABLE_SUGGESTS, solv.SOLVABLE_ENHANCES):
+                    for dep in src.lookup_deparray(key, 0):
                         s.add_deparray(key, dep)
             s.add_deparray(solv.SOLVABLE_PROVIDES, pool.rel2id(s.nameid, s.evrid, solv.REL_EQ))
+        system.priority, system.subpriority = -99, -1000  # as libdnf gives it (dnf --debugsolver)
         system.internalize()
         pool.installed = system
 
@@ -215,10 +220,13 @@ class RpmResolver:
         for name in INSTALLONLY:
             jobs.append(pool.Job(solv.Job.SOLVER_MULTIVERSION | solv.Job.SOLVER_SOLVABLE_PROVIDES, pool.str2id(name)))
         solver = pool.Solver()
+        # libdnf's Goal::Impl::initSolver() and solve() for `dnf install`; best=True is the FORCEBEST on each job
         solver.set_flag(solv.Solver.SOLVER_FLAG_ALLOW_VENDORCHANGE, 1)
+        solver.set_flag(solv.Solver.SOLVER_FLAG_DUP_ALLOW_VENDORCHANGE, 1)
+        solver.set_flag(solv.Solver.SOLVER_FLAG_KEEP_ORPHANS, 1)
         solver.set_flag(solv.Solver.SOLVER_FLAG_BEST_OBEY_POLICY, 1)
-        solver.set_flag(solv.Solver.SOLVER_FLAG_ALLOW_UNINSTALL, 0)
-        solver.set_flag(solv.Solver.SOLVER_FLAG_FOCUS_BEST, 1)  # libdnf with best=True
+        solver.set_flag(solv.Solver.SOLVER_FLAG_YUM_OBSOLETES, 1)
+        solver.set_flag(solv.Solver.SOLVER_FLAG_ALLOW_DOWNGRADE, 1)
         solver.set_flag(solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED, 0 if self.weak_deps else 1)
         problems = solver.solve(jobs)
         if problems:
