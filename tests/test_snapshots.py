@@ -45,13 +45,15 @@ ID = "20261122T000000Z"
 class Service:
     """What the fake service offers. `archives`: archive -> directory served for every snapshot id;
     `pulp`: repo path under /pulp/content/ -> {pulp id (no Z) -> directory}; `credentials`: user:password
-    Pulp requires (None: no auth); `redirect`: False mimics a service that serves any instant as is."""
+    Pulp requires (None: no auth); `redirect`: False mimics a service that serves any instant as is;
+    `static`: first path segment -> directory served as is (a vendor repo or plain mirror next to them)."""
 
     debian_ids: list[str] = field(default_factory=lambda: ["20261115T031205Z", ID])
     archives: dict[str, Path] = field(default_factory=dict)
     pulp: dict[str, dict[str, Path | None]] = field(default_factory=dict)
     credentials: str | None = None
     redirect: bool = True
+    static: dict[str, Path] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
 
 
@@ -72,6 +74,9 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self._archive(parts[2], parts[3], "/".join(parts[4:]))
         elif len(parts) >= 3 and parts[1:3] == ["pulp", "content"]:
             self._pulp("/".join(parts[3:]))
+        elif len(parts) >= 2 and parts[1] in self.service.static:
+            self._target = str(self.service.static[parts[1]] / "/".join(parts[2:]))
+            super().do_GET()
         else:
             self.send_error(404)
 
