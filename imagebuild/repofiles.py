@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
@@ -92,8 +92,8 @@ class DnfRepo:
     enabled: bool
     gpgkeys: tuple[str, ...]
     line: int
-    username: str | None = field(default=None)
-    password: str | None = field(default=None)
+    username: str | None = None
+    password: str | None = None
     # every key of the section as written (secrets excluded), for the lock code to interpret
     options: tuple[tuple[str, str], ...] = ()
 
@@ -512,7 +512,9 @@ def _rewrite_dnf_repo(text: str, rw: _Rewriter, baseurls: Mapping[str, str]) -> 
                 new = rw.strip(new, header.number)
             if base is not None:
                 ln = lines[base.first]
-                lines[base.first] = _Line(ln.number, f"{ln.content.split('=', 1)[0]}={new}", ln.ending)
+                key, _, value = ln.content.partition("=")
+                space = value[:len(value) - len(value.lstrip())]  # `baseurl = …` keeps its style
+                lines[base.first] = _Line(ln.number, f"{key}={space}{new}", ln.ending)
                 drop.update(range(base.first + 1, base.last + 1))
             else:
                 inserts.append(((floating[0].last if floating else sec.header), f"baseurl={new}"))
