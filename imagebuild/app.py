@@ -208,6 +208,10 @@ def _lock_rpm(distro: Distro, arch: str, roles: list[Role], config: Config,
             resolver = RpmResolver(arch, metadata, base, distro.recommends, distro.modules, distro.exclude)
             try:
                 res = resolver.install([str(p) for p in role.packages])
+            except UnknownPackage as e:
+                close = difflib.get_close_matches(e.chain[0], resolver.names(), n=3) if e.chain else []
+                hint = f"did you mean {', '.join(close)}?" if close else "check the name, the repos and the excludes"
+                raise ResolutionError(f"role {role.name!r} ({arch}): {e.message}", hint=hint) from None
             except Unsatisfiable as e:
                 raise ResolutionError(f"role {role.name!r} ({arch}): {e.message}", chain=e.chain[1:]) from None
         packages = []

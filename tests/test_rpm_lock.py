@@ -159,3 +159,124 @@ def test_mirrorlist_only_repo_is_refused(rpm_repos: dict[str, Path], tmp_path: P
     cfg.write_text(cfg.read_text().replace(f'name = "epel"\nurl = "file://{rpm_repos["epel"]}"', 'repofile = "x.repo"'))
     res = lock(cfg, tmp_path / "c")
     assert res.returncode == 2 and "mirrorlist is not supported" in res.stderr
+
+
+def _copy_repo(src: Path, dest: Path) -> Path:
+    shutil.copytree(src, dest)
+    return dest
+
+
+def _with_repo_options(cfg: Path, name: str, url: Path, options: str) -> None:
+    text = cfg.read_text()
+    anchor = f'name = "{name}"\nurl = "file://{url}"'
+    assert anchor in text
+    cfg.write_text(text.replace(anchor, f"{anchor}\n{options}"))
+
+
+@pytest.fixture(scope="module")
+def signing_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A throwaway OpenPGP key made by real gpg: (GNUPGHOME, exported public key)."""
+    if shutil.which("gpg") is None:
+        pytest.skip("needs gpg to sign repomd.xml")
+    home = tmp_path_factory.mktemp("gnupg")
+    home.chmod(0o700)
+    env = {**os.environ, "GNUPGHOME": str(home), "LC_ALL": "C"}
+    subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "Fixture Repo <repo@127.0.0.1>",
+                    "rsa2048", "sign", "never"], check=True, capture_output=True, env=env)
+    pub = home / "RPM-GPG-KEY-fixture"
+    pub.write_bytes(subprocess.run(["gpg", "--batch", "--armor", "--export"], check=True, capture_output=True,
+                                   env=env).stdout)
+    return home, pub
+
+
+def _sign(repo: Path, home: Path) -> None:
+    env = {**os.environ, "GNUPGHOME": str(home), "LC_ALL": "C"}
+    md = repo / "repodata" / "repomd.xml"
+    subprocess.run(["gpg", "--batch", "--yes", "--armor", "--detach-sign", "-o", f"{md}.asc", str(md)],
+                   check=True, capture_output=True, env=env)
+
+
+def test_signed_repomd_is_verified(rpm_repos: dict[str, Path], signing_key: tuple[Path, Path],
+                                   tmp_path: Path) -> None:
+    home, pub = signing_key
+    repos = dict(rpm_repos)
+    repos["epel"] = epel = _copy_repo(rpm_repos["epel"], tmp_path / "epel")
+    _sign(epel, home)
+    cfg = write_config(tmp_path, repos, ["slurm-slurmd"])
+    _with_repo_options(cfg, "epel", epel, f'gpgkey = "{pub}"\nrepo_gpgcheck = true')
+    res = lock(cfg, tmp_path / "c")
+    assert res.returncode == 0, res.stderr
+    good = (tmp_path / "snapshots.lock").read_bytes()
+
+    # the signed file changes after signing (a mirror edits or replays it): refused, the lock untouched
+    md = epel / "repodata" / "repomd.xml"
+    md.write_bytes(md.read_bytes().replace(b"<revision>", b"<revision>1"))
+    bad = lock(cfg, tmp_path / "c2")
+    assert bad.returncode == 4, bad.stderr
+    assert "repomd.xml: bad signature" in bad.stderr and "Traceback" not in bad.stderr
+    assert (tmp_path / "snapshots.lock").read_bytes() == good
+
+    # no signature at all while repo_gpgcheck is on
+    (epel / "repodata" / "repomd.xml.asc").unlink()
+    missing = lock(cfg, tmp_path / "c3")
+    assert missing.returncode == 4 and "repomd.xml.asc is missing" in missing.stderr
+
+
+def test_signature_by_another_key_is_refused(rpm_repos: dict[str, Path], signing_key: tuple[Path, Path],
+                                            tmp_path: Path) -> None:
+    home, _ = signing_key
+    repos = dict(rpm_repos)
+    repos["epel"] = epel = _copy_repo(rpm_repos["epel"], tmp_path / "epel")
+    _sign(epel, home)
+    cfg = write_config(tmp_path, repos, ["slurm-slurmd"])
+    other = Path(__file__).resolve().parents[1] / "examples" / "gpu-cluster" / "keys" / "example-archive.gpg"
+    _with_repo_options(cfg, "epel", epel, f'gpgkey = "{other}"\nrepo_gpgcheck = true')
+    res = lock(cfg, tmp_path / "c")
+    assert res.returncode == 4 and "no signature by a key in the keyring" in res.stderr, res.stderr
+
+
+def test_zstd_primary_is_read(rpm_repos: dict[str, Path], tmp_path: Path) -> None:
+    """Fedora/EPEL ship zstd metadata; the solv wheel cannot read it, so imagebuild decompresses it itself."""
+    import hashlib
+    import re
+
+    zstandard = pytest.importorskip("zstandard")
+    repos = dict(rpm_repos)
+    repos["epel"] = epel = _copy_repo(rpm_repos["epel"], tmp_path / "epel")
+    md = epel / "repodata" / "repomd.xml"
+    text = md.read_text()
+    for old in sorted((epel / "repodata").glob("*-primary.xml.xz")):
+        raw = __import__("lzma").decompress(old.read_bytes())
+        packed = zstandard.ZstdCompressor(level=3).compress(raw)
+        digest = hashlib.sha256(packed).hexdigest()
+        new = old.with_name(f"{digest}-primary.xml.zst")
+        new.write_bytes(packed)
+        old.unlink()
+        block = re.search(r'<data type="primary">.*?</data>', text, re.S)
+        assert block is not None
+        fixed = re.sub(r"<checksum type=\"sha256\">[0-9a-f]+</checksum>",
+                       f'<checksum type="sha256">{digest}</checksum>', block.group(0), count=1)
+        fixed = re.sub(r'href="[^"]+"', f'href="repodata/{new.name}"', fixed)
+        fixed = re.sub(r"<size>\d+</size>", f"<size>{len(packed)}</size>", fixed, count=1)
+        text = text.replace(block.group(0), fixed)
+    md.write_text(text)
+    cfg = write_config(tmp_path, repos, ["slurm-slurmd"])
+    res = lock(cfg, tmp_path / "c")
+    assert res.returncode == 0, res.stderr
+    assert any(ln.startswith("slurm-slurmd 22.05.9-1.el9 ") for ln in bom(cfg))
+    locked = (tmp_path / "snapshots.lock").read_text()
+    assert digest in locked  # the lock records the zstd file it was resolved against
+
+
+def test_unknown_package_names_close_matches(rpm_repos: dict[str, Path], tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, rpm_repos, ["nvidia-drivr"])
+    res = lock(cfg, tmp_path / "c")
+    assert res.returncode == 3
+    assert "no match for argument: nvidia-drivr" in res.stderr and "did you mean nvidia-driver" in res.stderr
+
+
+def test_filtered_package_is_explained_like_dnf(rpm_repos: dict[str, Path], tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, rpm_repos, ["nvidia-open-3:565.57.01-1.el9"], modules=["nvidia-driver:575-open"])
+    res = lock(cfg, tmp_path / "c")
+    assert res.returncode == 3
+    assert "nvidia-open-3:565.57.01-1.el9.noarch is filtered out by modular filtering" in res.stderr

@@ -156,34 +156,33 @@ class RpmResolver:
         keep = {_artifact_key(a) for a in keep}
         every = {_artifact_key(a) for arts in modules.artifacts.values() for a in arts}
         active_names = {k.rsplit("-", 2)[0] for k in keep}
-        self.excluded: set[int] = set()
+        self.excluded: dict[int, str] = {}  # solvable id -> why it is hidden, in dnf's words
         for s in self.pool.solvables_iter():
             if s.repo is None or s.repo.name == "@System":
                 continue
             md = self.repos[s.repo.name]
             nevra = _nevra(s)
-            hidden = _matches(s, exclude) or _matches(s, md.repo.exclude) or (
-                bool(md.repo.includepkgs) and not _matches(s, md.repo.includepkgs))
-            if not hidden and not md.repo.module_hotfixes:
+            if _matches(s, exclude) or _matches(s, md.repo.exclude) or (
+                    bool(md.repo.includepkgs) and not _matches(s, md.repo.includepkgs)):
+                self.excluded[s.id] = "exclude filtering"
+            elif not md.repo.module_hotfixes and (nevra not in keep if nevra in every else s.name in active_names):
                 # artifacts of inactive streams are hidden, and so are non-modular packages
                 # that share a name with an artifact of an active stream
-                hidden = nevra not in keep if nevra in every else s.name in active_names
-            if hidden:
-                self.excluded.add(s.id)
+                self.excluded[s.id] = "modular filtering"
         considered_ids = [s.id for s in self.pool.solvables_iter() if s.id not in self.excluded]
         self.pool.set_considered_list(considered_ids)
         self.pool.createwhatprovides()
 
-    def _select(self, spec: str) -> solv.Selection:
+    def _select(self, spec: str, extra: int = 0) -> solv.Selection:
         pool = self.pool
         flags = (solv.Selection.SELECTION_NAME | solv.Selection.SELECTION_CANON | solv.Selection.SELECTION_DOTARCH
-                 | solv.Selection.SELECTION_GLOB)
+                 | solv.Selection.SELECTION_GLOB | extra)
         sel = pool.select(spec, flags)
         if sel.isempty():
             sel = pool.select(spec, solv.Selection.SELECTION_PROVIDES | solv.Selection.SELECTION_REL
-                              | solv.Selection.SELECTION_GLOB)
+                              | solv.Selection.SELECTION_GLOB | extra)
         if sel.isempty() and spec.startswith("/"):
-            sel = pool.select(spec, solv.Selection.SELECTION_FILELIST)
+            sel = pool.select(spec, solv.Selection.SELECTION_FILELIST | extra)
         return sel
 
     def _obsoleters(self, sel: solv.Selection) -> list[solv.XSolvable]:
@@ -209,6 +208,11 @@ class RpmResolver:
         for spec in specs:
             sel = self._select(spec)
             if sel.isempty():
+                disabled = self._select(spec, solv.Selection.SELECTION_WITH_DISABLED).solvables()
+                hidden = {self.excluded.get(x.id, "") for x in disabled} - {""}
+                if hidden:
+                    raise UnknownPackage(f"all matches were filtered out by {' and '.join(sorted(hidden))} for "
+                                         f"argument: {spec}", (spec,))
                 raise UnknownPackage(f"no match for argument: {spec}", (spec,))
             obsoleters = self._obsoleters(sel)
             if obsoleters:
@@ -230,13 +234,10 @@ class RpmResolver:
         solver.set_flag(solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED, 0 if self.weak_deps else 1)
         problems = solver.solve(jobs)
         if problems:
-            lines = []
-            for p in problems:
-                for rule in p.findallproblemrules():
-                    for info in rule.allinfos():
-                        lines.append(info.problemstr())
-            first = lines[0] if lines else str(problems[0])
-            raise Unsatisfiable(first, tuple(dict.fromkeys(lines)))
+            lines = [self._problem_line(info) for p in problems for rule in p.findallproblemrules()
+                     for info in rule.allinfos()]
+            lines = list(dict.fromkeys(lines))
+            raise Unsatisfiable(lines[0] if lines else str(problems[0]), tuple(lines))
         trans = solver.transaction()
         new = list(trans.newsolvables())
         kept = list(trans.keptsolvables())
@@ -244,6 +245,18 @@ class RpmResolver:
         removed = tuple(sorted({s.name for s in pool.installed.solvables} - {p.name for p in installed}))
         reasons = {s.name: self._reason(solver, s) for s in new}
         return RpmResolution(tuple(installed), frozenset(_nevra(s) for s in new), removed, reasons)
+
+    def _problem_line(self, info: solv.XRuleinfo) -> str:
+        """libsolv's problem text, with hidden packages explained the way dnf explains them."""
+        if info.type == solv.Solver.SOLVER_RULE_PKG_NOT_INSTALLABLE and info.solvable is not None:
+            why = self.excluded.get(info.solvable.id)
+            if why:
+                return f"package {_nevra(info.solvable)} is filtered out by {why}"
+        text: str = info.problemstr()
+        return text
+
+    def names(self) -> list[str]:
+        return sorted({s.name for s in self.pool.solvables_iter() if s.id not in self.excluded})
 
     def _package(self, s: solv.XSolvable) -> RpmPackage:
         if s.repo is not None and s.repo.name == "@System":
