@@ -280,3 +280,24 @@ def test_filtered_package_is_explained_like_dnf(rpm_repos: dict[str, Path], tmp_
     res = lock(cfg, tmp_path / "c")
     assert res.returncode == 3
     assert "nvidia-open-3:565.57.01-1.el9.noarch is filtered out by modular filtering" in res.stderr
+
+
+def test_mixed_deb_and_rpm_distros_lock_into_one_file(rpm_repos: dict[str, Path], tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "gpu-cluster"
+    rpm_cfg = write_config(tmp_path, rpm_repos, ["slurm-slurmd"]).read_text()
+    deb_cfg = (example / "imagebuild.toml").read_text().replace("file:mirror", f"file://{example}/mirror")
+    deb_cfg = deb_cfg.replace('"keys/', f'"{example}/keys/')
+    cfg = tmp_path / "imagebuild.toml"
+    cfg.write_text(deb_cfg + "\n" + rpm_cfg)
+    res = lock(cfg, tmp_path / "c")
+    assert res.returncode == 0, res.stderr
+    import json
+
+    doc = json.loads((tmp_path / "snapshots.lock").read_text())
+    assert "r-x86_64.bom" in {p.name for p in (tmp_path / "boms").iterdir()}
+    assert "compute-amd64.bom" in {p.name for p in (tmp_path / "boms").iterdir()}
+    text = json.dumps(doc)
+    assert '"el9"' in text and '"bookworm"' in text
+    check = subprocess.run([sys.executable, "-m", "imagebuild", "--config", str(cfg), "lock", "--check"],
+                           capture_output=True, text=True, env={**os.environ, "IMAGEBUILD_CACHE": str(tmp_path / "c")})
+    assert check.returncode == 0, check.stderr
