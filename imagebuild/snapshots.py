@@ -132,9 +132,6 @@ def archive_of(provider: Provider, url: str) -> str | None:
             return segments[-2]
         if segments and re.fullmatch(r"debian(-[a-z0-9]+)*", segments[-1]):
             return segments[-1]
-        # the old `deb http://security.debian.org/ bookworm-security main` spelling has no path
-        if not segments and (parts.hostname or "").startswith("security.debian."):
-            return "debian-security"
         return None
     if provider is Provider.UBUNTU:
         if len(segments) >= 2 and SNAPSHOT_RE.match(segments[-1]) and segments[-2] in _UBUNTU_ARCHIVES:
