@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from imagebuild.apt.repository import PackagesIndex, ReleaseInfo, read_packages,
 from imagebuild.apt.resolver import Resolution, Resolver, UnknownPackage, Unsatisfiable
 from imagebuild.apt.universe import Universe
 from imagebuild.bom import read_bom, render_bom
+from imagebuild.bomdiff import TreeDiff
 from imagebuild.config import Config, Distro, Family, Role
 from imagebuild.errors import ConfigError, DriftError, RepositoryError, ResolutionError
 from imagebuild.fetch import Cache, redact
@@ -33,14 +35,16 @@ from imagebuild.lockfile import (
     read_lock,
     render_lock,
 )
+from imagebuild.snapshots import Provider
 
 BOM_DIR = "boms"
 
 
-def snapshot_time(config: Config) -> datetime:
-    if config.snapshot is None:
+def snapshot_time(snapshot: str | None) -> datetime:
+    """The instant metadata must be valid at: the snapshot's, or now for floating repos without one."""
+    if snapshot is None:
         return datetime.now(UTC)
-    return datetime.strptime(config.snapshot, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    return datetime.strptime(snapshot, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
 def inputs_digest(config: Config) -> str:
@@ -62,8 +66,9 @@ def inputs_digest(config: Config) -> str:
                 "rpm": [[{**asdict(r), "url": redact(r.url)} for r in d.rpm_repos], d.releasever, list(d.modules),
                         list(d.exclude)],
                 "repos": [
-                    {"name": r.name, "url": r.url, "suites": list(r.suites), "components": list(r.components),
-                     "flat": r.flat, "trusted": r.trusted, "signed-by": file_digest(r.signed_by)}
+                    {"name": r.name, "url": redact(r.url), "suites": list(r.suites), "components": list(r.components),
+                     "flat": r.flat, "trusted": r.trusted, "signed-by": file_digest(r.signed_by),
+                     "snapshot": asdict(r.snap)}
                     for r in d.repos
                 ],
             }
@@ -104,11 +109,12 @@ class _Target:
 
 def _load_distro_arch(distro: Distro, arch: str, config: Config, cache: Cache,
                       releases: dict[tuple[str, str], tuple[ReleaseInfo, Release]]) -> _Target:
-    at = snapshot_time(config)
     universe = Universe(arch)
     locked: list[LockedRepo] = []
     for repo in distro.repos:
         url = repo.url_for(arch, config.snapshot)
+        snapshot = repo.snapshot_for(config.snapshot)
+        at = snapshot_time(snapshot or config.snapshot)
         for suite in (("./",) if repo.flat else repo.suites):
             key = (url, suite)
             if key not in releases:
@@ -123,7 +129,7 @@ def _load_distro_arch(distro: Distro, arch: str, config: Config, cache: Cache,
                 universe.add(index.records, index, info.pin_priority)
             locked.append(LockedRepo(
                 distro=distro.name, arch=arch, name=repo.name, suite=info.suite, url=info.url,
-                snapshot=config.snapshot if "{snapshot}" in repo.url else None,
+                snapshot=snapshot,
                 release_sha256=info.sha256, date=info.date, valid_until=info.valid_until,
                 indices=tuple(sorted((i.path, i.sha256) for i in indices)),
             ))
@@ -197,7 +203,7 @@ def _lock_rpm(distro: Distro, arch: str, roles: list[Role], config: Config,
         with log.step(f"{repo.name} {arch}: repomd"):
             metadata.append(read_repo(repo, repo.url_for(arch, config.snapshot, distro.releasever), cache))
     locked = [LockedRepo(distro=distro.name, arch=arch, name=md.repo.name, suite="", url=md.url,
-                         snapshot=config.snapshot if "{snapshot}" in md.repo.url else None,
+                         snapshot=md.repo.snapshot_for(config.snapshot),
                          release_sha256=md.repomd_sha256, date=md.revision, valid_until="", indices=md.files)
               for md in metadata]
     base_path = distro.base_for(arch)
@@ -224,8 +230,66 @@ def _lock_rpm(distro: Distro, arch: str, roles: list[Role], config: Config,
                 relation=r.relation if r else ""))
         targets.append(LockedTarget(role=role.name, arch=arch, distro=distro.name,
                                     requests=tuple(str(p) for p in role.packages), packages=tuple(packages),
-                                    removed=res.removed))
+                                    removed=res.removed, family=Family.RPM.value))
     return locked, targets
+
+
+def skew_warnings(config: Config) -> list[str]:
+    """Repos of one distro on snapshots far apart: a package of the newer one may need a version that only
+    exists after the older one's snapshot (a vendor repo wanting `dkms >= 3.1.8` from a stale EPEL)."""
+    out = []
+    for dname, d in sorted(config.distros.items()):
+        repos = d.rpm_repos if d.family is Family.RPM else d.repos
+        ids = sorted((sid, r.name) for r in repos if (sid := r.snapshot_for(config.snapshot)) is not None)
+        if len(ids) < 2:
+            continue
+        (first, first_repo), (last, last_repo) = ids[0], ids[-1]
+        spread = snapshot_time(last) - snapshot_time(first)
+        if spread.total_seconds() > d.max_snapshot_skew_days * 86400:
+            out.append(f"distros.{dname}: repo {first_repo!r} is at snapshot {first} and {last_repo!r} at {last}, "
+                       f"{spread.days} days apart (max-snapshot-skew-days = {d.max_snapshot_skew_days})")
+    return out
+
+
+def with_snapshot(config: Config, snapshot: str) -> Config:
+    """The config re-pointed at another global snapshot id (repos with their own `snapshot` keep theirs)."""
+    from dataclasses import replace
+
+    from imagebuild.snapshots import validate_id
+
+    return replace(config, snapshot=validate_id(snapshot, where="--snapshot"))
+
+
+_TOP_SNAPSHOT = re.compile(r'^snapshot\s*=\s*"[^"]*"[ \t]*(#.*)?$', re.M)
+
+
+def set_config_snapshot(path: Path, snapshot: str) -> bool:
+    """Record a bumped snapshot in imagebuild.toml itself (the top-level key only; the rest byte for byte),
+    so the lock written from it stays current for `lock --check`."""
+    text = path.read_text(encoding="utf-8")
+    head_end = m.start() if (m := re.search(r"^\s*\[", text, re.M)) else len(text)
+    found = _TOP_SNAPSHOT.search(text, 0, head_end)
+    if found is not None:
+        comment = f"  {found.group(1)}" if found.group(1) else ""
+        new = text[:found.start()] + f'snapshot = "{snapshot}"{comment}' + text[found.end():]
+    else:
+        new = f'snapshot = "{snapshot}"\n' + text
+    return write_atomic(path, new)
+
+
+def lock_diff(previous: Lock | None, new: Lock) -> TreeDiff:
+    """Per role × arch, what re-locking changes in the images (as `bom diff` of the two boms/ would)."""
+    from imagebuild.bomdiff import FileDiff, FileStatus, TreeDiff, diff_boms
+
+    old = {t.key: t for t in previous.targets} if previous is not None else {}
+    cur = {t.key: t for t in new.targets}
+    files = []
+    for key in sorted(old.keys() | cur.keys()):
+        a, b = old.get(key), cur.get(key)
+        family = Family((b or a).family)  # type: ignore[union-attr]
+        status = FileStatus.BOTH if a and b else FileStatus.NEW if b else FileStatus.GONE
+        files.append(FileDiff(f"{key}.bom", status, diff_boms(a.bom() if a else [], b.bom() if b else [], family)))
+    return TreeDiff(tuple(files))
 
 
 def refuse_rollback(previous: Lock, new: Lock) -> None:
@@ -259,8 +323,10 @@ def _resolve(universe: Universe, distro: Distro, role: str, arch: str, requests:
 
 
 def bom_header(t: LockedTarget) -> list[str]:
-    return [f"imagebuild BOM: role {t.role}, arch {t.arch}, distro {t.distro}",
-            "name version arch (as dpkg-query -W -f '${Package} ${Version} ${Architecture}' prints)"]
+    tool = ("rpm -qa --qf '%{NAME} %{EVR} %{ARCH}'" if t.family == Family.RPM.value
+            else "dpkg-query -W -f '${Package} ${Version} ${Architecture}'")
+    return [f"imagebuild BOM: role {t.role}, arch {t.arch}, distro {t.distro}, family {t.family}",
+            f"name version arch (as {tool} prints)"]
 
 
 def outputs(lock: Lock) -> dict[str, str]:
@@ -345,3 +411,63 @@ def why(config: Config, package: str, role: str, arch: str | None) -> list[str]:
     return lines
 
 
+
+
+def parse_when(value: str | None) -> datetime:
+    """`--at`: a snapshot id, a date, or an ISO 8601 UTC time; default now."""
+    if value is None:
+        return datetime.now(UTC)
+    for fmt in ("%Y%m%dT%H%M%SZ", "%Y-%m-%d", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            return datetime.strptime(value, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    raise ConfigError(f"--at {value!r}: not a time", hint="e.g. 20261101T000000Z, 2026-11-01 or 2026-11-01T06:00:00Z")
+
+
+def latest_snapshots(config: Config, only: str | None, at: datetime) -> list[tuple[str, str, str]]:
+    """(distro, repo, newest snapshot id at or before `at`) for every repo whose provider can be asked."""
+    from imagebuild.snapshots import latest
+
+    out = []
+    seen = set()
+    for dname, d in sorted(config.distros.items()):
+        repos = d.rpm_repos if d.family is Family.RPM else d.repos
+        for r in repos:
+            seen.add(r.name)
+            if only is not None and r.name != only:
+                continue
+            if r.snap.provider not in (Provider.DEBIAN, Provider.UBUNTU, Provider.PULP):
+                if only is not None:
+                    raise ConfigError(f"repo {only!r} has no snapshot-provider that can be asked",
+                                      hint="set snapshot-provider = \"debian\", \"ubuntu\" or \"pulp\"")
+                continue
+            url = r.url.replace("{arch}", d.arches[0]).replace("$basearch", d.arches[0])
+            url = url.replace("$releasever", d.releasever)
+            with log.step(f"{r.name}: latest snapshot"):
+                out.append((dname, r.name, latest(r.snap.provider, url, at, service=r.snap.service)))
+    if only is not None and only not in seen:
+        raise ConfigError(f"no repo named {only!r}", hint=f"repos: {', '.join(sorted(seen))}")
+    if not out:
+        raise ConfigError("no repo has a snapshot-provider that can be asked (debian, ubuntu or pulp)",
+                          hint="set snapshot-provider on the repos in imagebuild.toml")
+    return out
+
+
+def rewrite_repo_file(path: Path, snapshot: str, provider: Provider | None, *, service: str | None,
+                      strip_credentials: bool, disable_third_party: bool,
+                      baseurls: dict[str, str]) -> tuple[str, tuple[str, ...]]:
+    """`repo rewrite` for one file: (new text, notes). Nothing is written here."""
+    from imagebuild.repofiles import RepoFileKind, detect_kind, rewrite
+
+    kind = detect_kind(path)
+    if provider is None:
+        provider = Provider.PULP if kind is RepoFileKind.DNF_REPO else Provider.DEBIAN
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {e}") from None
+    result = rewrite(text, kind, snapshot, provider, source=str(path), strip_credentials=strip_credentials,
+                     service=service, disable_third_party=disable_third_party,
+                     baseurls=baseurls if kind is RepoFileKind.DNF_REPO else None)
+    return result.text, result.notes

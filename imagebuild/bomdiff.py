@@ -300,3 +300,23 @@ def render_markdown(d: BomDiff | TreeDiff, title: str = "BOM diff") -> str:
 def changed_files(d: TreeDiff) -> Sequence[str]:
     """The names of the BOM files that changed, sorted."""
     return [f.name for f in d.files if f.diff.has_changes]
+
+
+def _text_section(d: BomDiff) -> list[str]:
+    lines = [f"  + {e.name} {e.version} {e.arch}" for e in d.added]
+    lines += [f"  - {e.name} {e.version} {e.arch}" for e in d.removed]
+    lines += [f"  ^ {c.name} {c.arch} {c.old} -> {c.new}" for c in d.upgraded]
+    lines += [f"  v {c.name} {c.arch} {c.old} -> {c.new} (downgrade)" for c in d.downgraded]
+    return sorted(lines, key=lambda ln: ln[4:])
+
+
+def render_text(d: BomDiff | TreeDiff) -> str:
+    """For a terminal: a count line per BOM, then one line per change (+ added, - removed, ^ up, v down)."""
+    if isinstance(d, BomDiff):
+        return "\n".join([d.summary() if d.has_changes else "no changes", *_text_section(d)]) + "\n"
+    lines = []
+    for f in d.files:
+        note = {FileStatus.BOTH: "", FileStatus.NEW: " (new)", FileStatus.GONE: " (gone)"}[f.status]
+        lines.append(f"{f.name}{note}: " + (f.diff.summary() if f.diff.has_changes else "no changes"))
+        lines += _text_section(f.diff)
+    return "\n".join(lines) + "\n"

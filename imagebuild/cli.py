@@ -10,9 +10,12 @@ from typing import Any
 import click
 
 from imagebuild import __version__, app, log
-from imagebuild.config import Config, find_config, load_config
-from imagebuild.errors import DriftError, ImagebuildError, ResolutionError
+from imagebuild.bomdiff import BomDiff, TreeDiff, diff_paths, render_json, render_markdown, render_text
+from imagebuild.config import Config, Family, find_config, load_config
+from imagebuild.errors import ConfigError, DriftError, ImagebuildError, ResolutionError
+from imagebuild.fsutil import write_atomic
 from imagebuild.lockfile import LOCK_NAME
+from imagebuild.snapshots import Provider
 
 
 class _State:
@@ -37,13 +40,23 @@ def cli(ctx: click.Context, config: Path | None, verbose: int, debug: bool) -> N
     ctx.obj = _State(config, debug)
 
 
+_FORMATS = click.Choice(["text", "markdown", "json"])
+
+
 @cli.command()
 @click.option("--check", is_flag=True, help="Exit 1 if snapshots.lock is stale against the config; write nothing.")
+@click.option("--snapshot", "snapshot_id", metavar="ID",
+              help="Re-lock at this snapshot id (YYYYMMDDTHHMMSSZ) and record it in imagebuild.toml.")
+@click.option("--dry-run", is_flag=True, help="Resolve and print what would change; write nothing.")
+@click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True,
+              help="Format of the BOM diff printed against the previous lock.")
 @click.pass_obj
-def lock(state: _State, check: bool) -> None:
+def lock(state: _State, check: bool, snapshot_id: str | None, dry_run: bool, fmt: str) -> None:
     """Resolve every role × arch and write snapshots.lock and boms/."""
     config = state.config()
     if check:
+        if snapshot_id or dry_run:
+            raise ConfigError("--check cannot be combined with --snapshot or --dry-run")
         problems = app.check(config)
         for p in problems:
             log.info(f"stale: {p}")
@@ -51,15 +64,132 @@ def lock(state: _State, check: bool) -> None:
             raise DriftError("the lock is stale", hint="run `imagebuild lock` and commit the result")
         log.info(f"{LOCK_NAME} is current")
         return
+    _relock(config, snapshot_id, dry_run, fmt)
+
+
+@cli.command()
+@click.option("--to", "snapshot_id", required=True, metavar="ID", help="The snapshot id to move to.")
+@click.option("--dry-run", is_flag=True, help="Resolve and print the BOM diff; write nothing.")
+@click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True, help="Format of the BOM diff.")
+@click.pass_obj
+def bump(state: _State, snapshot_id: str, dry_run: bool, fmt: str) -> None:
+    """Re-lock against snapshot ID: print the BOM diff per role × arch, then write (same as lock --snapshot)."""
+    _relock(state.config(), snapshot_id, dry_run, fmt)
+
+
+def _relock(config: Config, snapshot_id: str | None, dry_run: bool, fmt: str) -> None:
+    if snapshot_id is not None:
+        if config.snapshot is not None:
+            log.info(f"snapshot {config.snapshot} -> {snapshot_id}")
+        config = app.with_snapshot(config, snapshot_id)
+    for warning in app.skew_warnings(config):
+        log.warn(warning)
     result = app.resolve_all(config)
     previous = app.previous_lock(config)
     if previous is not None:
         app.refuse_rollback(previous, result)
+        diff = app.lock_diff(previous, result)
+        if diff.has_changes or fmt == "json":
+            click.echo(_render_diff(diff, fmt, f"{LOCK_NAME}: what re-locking changes"), nl=False)
+    if dry_run:
+        log.info("dry run: nothing written")
+        return
+    if snapshot_id is not None and app.set_config_snapshot(config.path, snapshot_id):
+        log.info(f"{config.path.name}: snapshot = \"{snapshot_id}\"")
     changed = app.write_outputs(config.root, app.outputs(result))
     for t in sorted(result.targets, key=lambda t: t.key):
         added = sum(1 for p in t.packages if p.dep_type != "base")
         log.info(f"{t.key}: {len(t.packages)} packages ({added} added to the base)")
     log.info(f"wrote {', '.join(changed)}" if changed else "lock unchanged")
+
+
+def _render_diff(diff: BomDiff | TreeDiff, fmt: str, title: str) -> str:
+    if fmt == "json":
+        return render_json(diff)
+    if fmt == "markdown":
+        return render_markdown(diff, title)
+    return render_text(diff)
+
+
+@cli.group()
+def bom() -> None:
+    """Compare BOMs (files written by `imagebuild lock`, or `rpm -qa`/`dpkg-query` lists)."""
+
+
+@bom.command("diff")
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True)
+@click.option("--family", type=click.Choice(["deb", "rpm"]), default=None,
+              help="Version ordering to use (default: detected from the BOMs).")
+def bom_diff(old: Path, new: Path, fmt: str, family: str | None) -> None:
+    """What changes from OLD to NEW (two BOM files, or two boms/ directories). Exit 1 when anything does."""
+    diff = diff_paths(old, new, Family(family) if family else None)
+    click.echo(_render_diff(diff, fmt, f"BOM diff {old} -> {new}"), nl=False)
+    if diff.has_changes:
+        sys.exit(DriftError.exit_code)
+
+
+@cli.group()
+def snapshot() -> None:
+    """Dated snapshots of the configured repositories."""
+
+
+@snapshot.command("latest")
+@click.option("--repo", "repo_name", default=None, help="Only this repo (default: every repo with a provider).")
+@click.option("--at", "at_s", default=None, metavar="WHEN",
+              help="Newest snapshot at or before this UTC time: an id, YYYY-MM-DD or "
+                   "YYYY-MM-DDTHH:MM:SSZ (default: now).")
+@click.pass_obj
+def snapshot_latest(state: _State, repo_name: str | None, at_s: str | None) -> None:
+    """Print the newest snapshot id each repo's provider offers (debian, ubuntu, pulp), as `distro repo ID`."""
+    for distro, repo, found in app.latest_snapshots(state.config(), repo_name, app.parse_when(at_s)):
+        click.echo(f"{distro} {repo} {found}")
+
+
+@cli.group()
+def repo() -> None:
+    """Work on existing apt/dnf repo files."""
+
+
+@repo.command("rewrite")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--snapshot", "snapshot_id", required=True, metavar="ID", help="Snapshot id (YYYYMMDDTHHMMSSZ).")
+@click.option("--provider", type=click.Choice([p.value for p in Provider]), default=None,
+              help="How URLs map onto the snapshot (default: debian for apt files, pulp for .repo files).")
+@click.option("--service", default=None, metavar="URL", help="A snapshot service mirror (debian/ubuntu providers).")
+@click.option("--in-place", "in_place", is_flag=True, help="Rewrite the files (atomically) instead of printing them.")
+@click.option("--stdout", "to_stdout", is_flag=True, help="Print the rewritten files (the default).")
+@click.option("--strip-credentials", is_flag=True, help="Remove user:pass@ and username/password (for images).")
+@click.option("--disable-third-party", is_flag=True,
+              help="apt: mark repos the provider does not cover `Snapshot: disable`.")
+@click.option("--baseurl", "baseurls", multiple=True, metavar="ID=URL",
+              help="dnf: the URL to snapshot for section ID (sections on a mirrorlist/metalink need one).")
+def repo_rewrite(files: tuple[Path, ...], snapshot_id: str, provider: str | None, service: str | None,
+                 in_place: bool, to_stdout: bool, strip_credentials: bool, disable_third_party: bool,
+                 baseurls: tuple[str, ...]) -> None:
+    """Point apt .list/.sources and dnf .repo FILES at a snapshot; everything else is kept byte for byte."""
+    if in_place and to_stdout:
+        raise ConfigError("--in-place and --stdout exclude each other")
+    by_id = {}
+    for item in baseurls:
+        rid, sep, url = item.partition("=")
+        if not sep or not rid or not url:
+            raise ConfigError(f"--baseurl {item.split('=')[0]}=…: expected ID=URL")
+        by_id[rid] = url
+    # every file is rewritten before any is written: one bad file leaves all of them untouched
+    results = [app.rewrite_repo_file(f, snapshot_id, Provider(provider) if provider else None, service=service,
+                                     strip_credentials=strip_credentials, disable_third_party=disable_third_party,
+                                     baseurls=by_id) for f in files]
+    for path, (text, notes) in zip(files, results, strict=True):
+        for note in notes:
+            log.info(note)
+        if in_place:
+            log.info(f"{path}: {'rewritten' if write_atomic(path, text) else 'unchanged'}")
+        else:
+            if len(files) > 1:
+                click.echo(f"# ==> {path} <==")
+            click.echo(text, nl=False)
 
 
 @cli.command()

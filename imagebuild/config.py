@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 
 from imagebuild.debversion import is_valid as is_valid_deb_version
 from imagebuild.errors import ConfigError
+from imagebuild.snapshots import Provider, parse_provider, snapshot_url, validate_id
 
 CONFIG_NAME = "imagebuild.toml"
-SNAPSHOT_RE = re.compile(r"^\d{8}T\d{6}Z$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]*$")
 _REQUEST_RE = re.compile(
     r"^(?P<name>[a-z0-9][a-z0-9+.-]*)(?::(?P<arch>[a-z0-9-]+))?"
@@ -32,6 +32,37 @@ class Family(StrEnum):
 
 
 @dataclass(frozen=True)
+class SnapshotSettings:
+    """How a repo is put on a dated snapshot: its own id (else the global one) and the provider that maps
+    the URL onto the snapshot service; no provider and no `{snapshot}` in the URL = a floating repo."""
+
+    snapshot: str | None = None  # overrides the top-level `snapshot`
+    provider: Provider | None = None
+    service: str | None = None  # a site mirror of snapshot.debian.org / snapshot.ubuntu.com
+
+    def snapshot_for(self, url: str, default: str | None) -> str | None:
+        """The snapshot id this repo is resolved at, or None for a floating repo."""
+        if self.provider is None and "{snapshot}" not in url:
+            return None
+        return self.snapshot or default
+
+    def apply(self, repo: str, url: str, default: str | None) -> str:
+        snapshot = self.snapshot_for(url, default)
+        if self.provider is None and snapshot is None:
+            return url
+        if snapshot is None:
+            raise ConfigError(f"repo {repo!r}: it is on a snapshot ({self.provider or '{snapshot}'}) but no "
+                              "snapshot id is set",
+                              hint="set `snapshot = \"YYYYMMDDTHHMMSSZ\"` at the top of imagebuild.toml or in the repo")
+        if self.provider is Provider.APT_NATIVE:
+            raise ConfigError(f"repo {repo!r}: snapshot-provider \"apt-native\" is for repo files apt >= 2.7 "
+                              "resolves itself; a lock must name the snapshot URL",
+                              hint="use snapshot-provider = \"debian\" or \"ubuntu\" (what the archive's "
+                                   "Snapshots: field points at)")
+        return snapshot_url(self.provider or Provider.TEMPLATE, url, snapshot, service=self.service)
+
+
+@dataclass(frozen=True)
 class AptRepo:
     name: str
     url: str  # may still contain {snapshot} and {arch}
@@ -40,17 +71,13 @@ class AptRepo:
     signed_by: Path | None
     trusted: bool
     flat: bool
+    snap: SnapshotSettings = SnapshotSettings()
 
     def url_for(self, arch: str, snapshot: str | None) -> str:
-        url = self.url.replace("{arch}", arch)
-        if "{snapshot}" in url:
-            if snapshot is None:
-                raise ConfigError(
-                    f"repo {self.name!r}: url contains {{snapshot}} but no snapshot is set",
-                    hint="set `snapshot = \"YYYYMMDDTHHMMSSZ\"` at the top of imagebuild.toml",
-                )
-            url = url.replace("{snapshot}", snapshot)
-        return url.rstrip("/")
+        return self.snap.apply(self.name, self.url.replace("{arch}", arch), snapshot).rstrip("/")
+
+    def snapshot_for(self, snapshot: str | None) -> str | None:
+        return self.snap.snapshot_for(self.url, snapshot)
 
 
 @dataclass(frozen=True)
@@ -66,15 +93,14 @@ class RpmRepo:
     repo_gpgcheck: bool
     exclude: tuple[str, ...]
     includepkgs: tuple[str, ...]
+    snap: SnapshotSettings = SnapshotSettings()
 
     def url_for(self, arch: str, snapshot: str | None, releasever: str) -> str:
         url = self.url.replace("{arch}", arch).replace("$basearch", arch).replace("$releasever", releasever)
-        if "{snapshot}" in url:
-            if snapshot is None:
-                raise ConfigError(f"repo {self.name!r}: url contains {{snapshot}} but no snapshot is set",
-                                  hint="set `snapshot = \"YYYYMMDDTHHMMSSZ\"` at the top of imagebuild.toml")
-            url = url.replace("{snapshot}", snapshot)
-        return url.rstrip("/")
+        return self.snap.apply(self.name, url, snapshot).rstrip("/")
+
+    def snapshot_for(self, snapshot: str | None) -> str | None:
+        return self.snap.snapshot_for(self.url, snapshot)
 
 
 @dataclass(frozen=True)
@@ -89,6 +115,7 @@ class Distro:
     releasever: str = ""
     modules: tuple[str, ...] = ()  # "module:stream" to enable, like `dnf module enable`
     exclude: tuple[str, ...] = ()  # dnf excludepkgs globs
+    max_snapshot_skew_days: int = 7  # warn when this distro's repos sit on snapshots further apart
 
     def base_for(self, arch: str) -> Path | None:
         return None if self.base is None else Path(str(self.base).replace("{arch}", arch))
@@ -194,8 +221,8 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: cannot read: {e}") from None
     top = _Table(path, "", raw, {"snapshot", "distros", "roles"})
     snapshot = top.get("snapshot", str, None)
-    if snapshot is not None and not SNAPSHOT_RE.match(snapshot):
-        raise top.error("snapshot", f"{snapshot!r} is not a snapshot id", hint="use UTC YYYYMMDDTHHMMSSZ")
+    if snapshot is not None:
+        validate_id(snapshot, where=f"{path}: snapshot")
     distros_t = _Table(path, "distros", top.get("distros", dict, {}), set(top.get("distros", dict, {})))
     distros = {name: _distro(path, name, data) for name, data in distros_t.data.items()}
     if not distros:
@@ -220,7 +247,7 @@ def _distro(file: Path, name: str, data: Any) -> Distro:
     except ValueError:
         raise ConfigError(f"{file}: distros.{name}.family: unknown family {family_s!r}",
                           hint="use \"deb\" or \"rpm\"") from None
-    allowed = {"family", "arches", "base", "recommends", "repos"}
+    allowed = {"family", "arches", "base", "recommends", "repos", "max-snapshot-skew-days"}
     if family is Family.RPM:
         allowed |= {"releasever", "modules", "exclude"}
     t = _Table(file, f"distros.{name}", data, allowed)
@@ -243,6 +270,9 @@ def _distro(file: Path, name: str, data: Any) -> Distro:
     if not isinstance(repos_raw, list) or not repos_raw:
         raise t.error(t.key("repos"), "must be a non-empty array of tables", hint=f"add [[distros.{name}.repos]]")
     recommends = t.get("recommends", bool, False)
+    skew = t.get("max-snapshot-skew-days", int, 7)
+    if skew < 0:
+        raise t.error(t.key("max-snapshot-skew-days"), "must be >= 0")
     seen: set[str] = set()
     if family is Family.RPM:
         rpm_repos = tuple(repo for i, r in enumerate(repos_raw)
@@ -261,8 +291,8 @@ def _distro(file: Path, name: str, data: Any) -> Distro:
             if not re.match(r"^[A-Za-z0-9_.+-]+:[A-Za-z0-9_.+-]+$", m):
                 raise t.error(t.key("modules"), f"{m!r} is not module:stream", hint="e.g. \"nvidia-driver:575-open\"")
         return Distro(name, family, arches, base, recommends, (), rpm_repos, t.get("releasever", str, required=True),
-                      modules, t.get("exclude", list, ()))
-    return Distro(name, family, arches, base, recommends, repos)
+                      modules, t.get("exclude", list, ()), skew)
+    return Distro(name, family, arches, base, recommends, repos, max_snapshot_skew_days=skew)
 
 
 def _rpm_repos(file: Path, where: str, data: Any) -> list[RpmRepo]:
@@ -324,7 +354,7 @@ def parse_repofile(path: Path) -> list[RpmRepo]:
 
 def _rpm_repo(file: Path, where: str, data: Any) -> RpmRepo:
     t = _Table(file, where, data, {"name", "url", "priority", "cost", "module_hotfixes", "gpgkey", "repo_gpgcheck",
-                                   "exclude", "includepkgs"})
+                                   "exclude", "includepkgs", *_SNAPSHOT_KEYS})
     name = t.get("name", str, required=True)
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]*$", name):
         raise t.error(t.key("name"), f"{name!r} is not a valid repo id")
@@ -343,11 +373,12 @@ def _rpm_repo(file: Path, where: str, data: Any) -> RpmRepo:
         raise t.error(t.key("gpgkey"), "repo_gpgcheck = true needs a gpgkey")
     return RpmRepo(name, url, t.get("priority", int, 99), t.get("cost", int, 1000),
                    t.get("module_hotfixes", bool, False), gpgkey, repo_gpgcheck,
-                   t.get("exclude", list, ()), t.get("includepkgs", list, ()))
+                   t.get("exclude", list, ()), t.get("includepkgs", list, ()), _snapshot_settings(t, url))
 
 
 def _apt_repo(file: Path, where: str, data: Any) -> AptRepo:
-    t = _Table(file, where, data, {"name", "url", "suites", "components", "signed-by", "trusted", "flat"})
+    t = _Table(file, where, data, {"name", "url", "suites", "components", "signed-by", "trusted", "flat",
+                                   *_SNAPSHOT_KEYS})
     name = t.get("name", str, required=True)
     if not _NAME_RE.match(name):
         raise t.error(t.key("name"), f"{name!r} is not a valid repo name", hint="lowercase letters, digits, . + -")
@@ -376,7 +407,24 @@ def _apt_repo(file: Path, where: str, data: Any) -> AptRepo:
     signed_by = _resolve_path(file, signed) if signed else None
     if signed_by is not None and not signed_by.is_file():
         raise t.error(t.key("signed-by"), f"keyring {signed_by} does not exist")
-    return AptRepo(name, url, suites, components, signed_by, trusted, flat)
+    return AptRepo(name, url, suites, components, signed_by, trusted, flat, _snapshot_settings(t, url))
+
+
+_SNAPSHOT_KEYS = ("snapshot", "snapshot-provider", "snapshot-service")
+
+
+def _snapshot_settings(t: _Table, url: str) -> SnapshotSettings:
+    snapshot = t.get("snapshot", str, None)
+    if snapshot is not None:
+        validate_id(snapshot, where=f"{t.file}: {t.key('snapshot')}")
+    provider_s = t.get("snapshot-provider", str, None)
+    provider = parse_provider(provider_s, where=f"{t.file}: {t.key('snapshot-provider')}") if provider_s else None
+    if provider is Provider.TEMPLATE and "{snapshot}" not in url:
+        raise t.error(t.key("url"), "snapshot-provider \"template\" needs {snapshot} in the URL")
+    service = t.get("snapshot-service", str, None)
+    if service is not None and provider not in (Provider.DEBIAN, Provider.UBUNTU):
+        raise t.error(t.key("snapshot-service"), "only applies to snapshot-provider \"debian\" or \"ubuntu\"")
+    return SnapshotSettings(snapshot, provider, service)
 
 
 def _role(file: Path, name: str, data: Any, distros: dict[str, Distro]) -> Role:

@@ -54,6 +54,7 @@ class LockedTarget:
     requests: tuple[str, ...]
     packages: tuple[LockedPackage, ...]  # everything the image holds, base included
     removed: tuple[str, ...]  # base packages the transaction removes
+    family: str = "deb"  # "deb" or "rpm": which version ordering and BOM tool apply
 
     @property
     def key(self) -> str:
@@ -83,7 +84,7 @@ def render_lock(lock: Lock) -> str:
         "repos": [asdict(r) for r in sorted(lock.repos, key=lambda r: (r.distro, r.arch, r.name, r.suite))],
         "targets": {
             t.key: {
-                "role": t.role, "arch": t.arch, "distro": t.distro, "requests": list(t.requests),
+                "role": t.role, "arch": t.arch, "distro": t.distro, "family": t.family, "requests": list(t.requests),
                 "removed": list(t.removed),
                 "packages": [asdict(p) for p in sorted(t.packages, key=lambda p: (p.name, p.arch))],
             }
@@ -102,7 +103,8 @@ def parse_lock(text: str, source: Path) -> Lock:
         repos = tuple(LockedRepo(**{**r, "indices": tuple(tuple(i) for i in r["indices"])}) for r in doc["repos"])
         targets = tuple(
             LockedTarget(t["role"], t["arch"], t["distro"], tuple(t["requests"]),
-                         tuple(LockedPackage(**p) for p in t["packages"]), tuple(t["removed"]))
+                         tuple(LockedPackage(**p) for p in t["packages"]), tuple(t["removed"]),
+                         t.get("family", "deb"))
             for t in doc["targets"].values()
         )
         return Lock(doc["inputs-digest"], repos, targets)
