@@ -35,6 +35,7 @@ from imagebuild.lockfile import (
     read_lock,
     render_lock,
 )
+from imagebuild.mirror import MirrorResult
 from imagebuild.snapshots import Provider
 
 BOM_DIR = "boms"
@@ -240,14 +241,16 @@ def skew_warnings(config: Config) -> list[str]:
     out = []
     for dname, d in sorted(config.distros.items()):
         repos = d.rpm_repos if d.family is Family.RPM else d.repos
-        ids = sorted((sid, r.name) for r in repos if (sid := r.snapshot_for(config.snapshot)) is not None)
+        ids = sorted(((sid, r.name) for r in repos if (sid := r.snapshot_for(config.snapshot)) is not None),
+                     key=lambda x: x[0])
         if len(ids) < 2:
             continue
         (first, first_repo), (last, last_repo) = ids[0], ids[-1]
         spread = snapshot_time(last) - snapshot_time(first)
         if spread.total_seconds() > d.max_snapshot_skew_days * 86400:
             out.append(f"distros.{dname}: repo {first_repo!r} is at snapshot {first} and {last_repo!r} at {last}, "
-                       f"{spread.days} days apart (max-snapshot-skew-days = {d.max_snapshot_skew_days})")
+                       f"{spread.days} days apart (max-snapshot-skew-days = {d.max_snapshot_skew_days}): a package of "
+                       "the newer one may need versions the older one lacks")
     return out
 
 
@@ -260,18 +263,17 @@ def with_snapshot(config: Config, snapshot: str) -> Config:
     return replace(config, snapshot=validate_id(snapshot, where="--snapshot"))
 
 
-_TOP_SNAPSHOT = re.compile(r'^snapshot\s*=\s*"[^"]*"[ \t]*(#.*)?$', re.M)
+_TOP_SNAPSHOT = re.compile(r'^(snapshot\s*=\s*)"[^"]*"', re.M)
 
 
 def set_config_snapshot(path: Path, snapshot: str) -> bool:
-    """Record a bumped snapshot in imagebuild.toml itself (the top-level key only; the rest byte for byte),
-    so the lock written from it stays current for `lock --check`."""
+    """Record a bumped snapshot in imagebuild.toml itself (the top-level value only; every other byte
+    stays), so the lock written from it stays current for `lock --check`."""
     text = path.read_text(encoding="utf-8")
     head_end = m.start() if (m := re.search(r"^\s*\[", text, re.M)) else len(text)
     found = _TOP_SNAPSHOT.search(text, 0, head_end)
     if found is not None:
-        comment = f"  {found.group(1)}" if found.group(1) else ""
-        new = text[:found.start()] + f'snapshot = "{snapshot}"{comment}' + text[found.end():]
+        new = text[:found.start()] + f'{found.group(1)}"{snapshot}"' + text[found.end():]
     else:
         new = f'snapshot = "{snapshot}"\n' + text
     return write_atomic(path, new)
@@ -471,3 +473,36 @@ def rewrite_repo_file(path: Path, snapshot: str, provider: Provider | None, *, s
                      service=service, disable_third_party=disable_third_party,
                      baseurls=baseurls if kind is RepoFileKind.DNF_REPO else None)
     return result.text, result.notes
+
+
+def mirror(config: Config, roles: tuple[str, ...], repos: tuple[str, ...], out: Path) -> MirrorResult:
+    """`imagebuild mirror`: the locked files of `roles` (all by default), from `repos` (all by default)."""
+    from imagebuild import mirror as mirror_mod
+
+    lock = read_lock(config.root / LOCK_NAME)
+    if lock.inputs_digest != inputs_digest(config):
+        log.warn(f"{LOCK_NAME} is stale against {config.path.name}; mirroring what the lock names")
+    for r in roles:
+        if r not in config.roles:
+            raise ConfigError(f"unknown role {r!r}", hint=f"roles: {', '.join(sorted(config.roles))}")
+    targets = [t for t in lock.targets if not roles or t.role in roles]
+    known_repos = {r.name for r in lock.repos}
+    for name in repos:
+        if name not in known_repos:
+            raise ConfigError(f"the lock has no repo {name!r}", hint=f"repos: {', '.join(sorted(known_repos))}")
+
+    def repo_url(r: LockedRepo) -> str:
+        """The URL to download from: the configured one (it may carry credentials) when it is still the
+        one the lock was made from, else the lock's own."""
+        d = config.distros.get(r.distro)
+        if d is not None:
+            for apt in d.repos:
+                if apt.name == r.name and redact(url := apt.url_for(r.arch, r.snapshot)) == r.url:
+                    return url
+            for rpm in d.rpm_repos:
+                if rpm.name == r.name and redact(url := rpm.url_for(r.arch, r.snapshot, d.releasever)) == r.url:
+                    return url
+        return r.url
+
+    with log.step(f"mirroring into {out}"):
+        return mirror_mod.mirror(lock, targets, out, repo_url=repo_url, repos=set(repos) or None)

@@ -192,6 +192,24 @@ def repo_rewrite(files: tuple[Path, ...], snapshot_id: str, provider: str | None
             click.echo(text, nl=False)
 
 
+@cli.command("mirror")
+@click.option("--role", "roles", multiple=True, help="Only this role's packages (repeatable; default: all roles).")
+@click.option("--repo", "repos", multiple=True, help="Only packages from this repo, e.g. cuda (repeatable).")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Where to put blobs/ and repos/ (default: imagebuild-mirror/ next to the config).")
+@click.pass_obj
+def mirror_cmd(state: _State, roles: tuple[str, ...], repos: tuple[str, ...], out: Path | None) -> None:
+    """Download exactly the locked package files, verify each against the lock, and write local repos.
+
+    The repo of each distro holds exactly the selected roles' packages (re-running with other roles
+    replaces it); blobs/ keeps every file ever mirrored, by sha256."""
+    config = state.config()
+    result = app.mirror(config, roles, repos, out or config.root / "imagebuild-mirror")
+    for r in result.repos:
+        click.echo(f"{r.distro}: {r.packages} packages in {r.path} ({r.family.value} repo)")
+    log.info(f"{result.fetched} files downloaded, {result.reused} already there")
+
+
 @cli.command()
 @click.argument("package")
 @click.option("--role", required=True, help="Role whose image to explain.")
