@@ -16,6 +16,7 @@ if [ "${1:-}" = "--test" ]; then
     want rpmbuild rpm               # fixture RPM repos (tests/rpmrepos.py)
     want createrepo_c createrepo-c  # ... their repodata (also modifyrepo_c)
     want dnf dnf                    # the oracle for rpm resolution
+    want mmdebstrap mmdebstrap      # real Debian images from a mirror (slow tests)
 fi
 if [ -n "$need_apt" ]; then
     export DEBIAN_FRONTEND=noninteractive
