@@ -462,13 +462,18 @@ def rewrite_repo_file(path: Path, snapshot: str, provider: Provider | None, *, s
     """`repo rewrite` for one file: (new text, notes). Nothing is written here."""
     from imagebuild.repofiles import RepoFileKind, detect_kind, rewrite
 
+    from imagebuild.snapshots import validate_id
+
+    validate_id(snapshot, where="--snapshot")
     kind = detect_kind(path)
     if provider is None:
         provider = Provider.PULP if kind is RepoFileKind.DNF_REPO else Provider.DEBIAN
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
     result = rewrite(text, kind, snapshot, provider, source=str(path), strip_credentials=strip_credentials,
                      service=service, disable_third_party=disable_third_party,
                      baseurls=baseurls if kind is RepoFileKind.DNF_REPO else None)
