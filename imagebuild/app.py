@@ -461,7 +461,6 @@ def rewrite_repo_file(path: Path, snapshot: str, provider: Provider | None, *, s
                       baseurls: dict[str, str]) -> tuple[str, tuple[str, ...]]:
     """`repo rewrite` for one file: (new text, notes). Nothing is written here."""
     from imagebuild.repofiles import RepoFileKind, detect_kind, rewrite
-
     from imagebuild.snapshots import validate_id
 
     validate_id(snapshot, where="--snapshot")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -296,10 +296,12 @@ def _distro(file: Path, name: str, data: Any) -> Distro:
 
 
 def _rpm_repos(file: Path, where: str, data: Any) -> list[RpmRepo]:
-    """A `[[repos]]` entry: one repo by `url`, or every enabled section of a dnf `.repo` file."""
+    """A `[[repos]]` entry: one repo by `url`, or every enabled section of a dnf `.repo` file (the snapshot
+    keys, when given, apply to each of its sections)."""
     if isinstance(data, dict) and "repofile" in data:
-        t = _Table(file, where, data, {"repofile"})
-        return parse_repofile(_resolve_path(file, t.get("repofile", str, required=True)))
+        t = _Table(file, where, data, {"repofile", *_SNAPSHOT_KEYS})
+        path = _resolve_path(file, t.get("repofile", str, required=True))
+        return [replace(r, snap=_snapshot_settings(t, r.url)) for r in parse_repofile(path)]
     return [_rpm_repo(file, where, data)]
 
 
@@ -307,46 +309,48 @@ def _bool(value: str) -> bool:
     return value.strip().lower() in ("1", "yes", "true", "on")
 
 
+def _words(value: str | None) -> tuple[str, ...]:
+    return tuple((value or "").replace(",", " ").split())
+
+
 def parse_repofile(path: Path) -> list[RpmRepo]:
-    """dnf `.repo` syntax. `baseurl` (first URL) is used; `mirrorlist`/`metalink` are refused because a
-    lock must name one place; `username`/`password` go into the fetch URL and are redacted everywhere."""
-    import configparser
+    """The enabled sections of a dnf `.repo` file. `baseurl` (first URL) is used; `mirrorlist`/`metalink`
+    are refused because a lock must name one place; `username`/`password` go into the fetch URL and are
+    redacted everywhere."""
     from urllib.parse import quote
 
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    from imagebuild.repofiles import parse_dnf_repo
+
     try:
-        parser.read_string(path.read_text(encoding="utf-8"), source=str(path))
-    except (OSError, configparser.Error) as e:
-        raise ConfigError(f"{path}: cannot read .repo file: {e}") from None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read .repo file: {getattr(e, 'strerror', None) or e}") from None
     repos = []
-    for section in parser.sections():
-        sec = parser[section]
-        if not _bool(sec.get("enabled", "1")):
+    for sec in parse_dnf_repo(text, source=str(path)):
+        if not sec.enabled:
             continue
-        where = f"{path} [{section}]"
-        baseurl = (sec.get("baseurl") or "").split()
-        if not baseurl:
-            kind = "metalink" if sec.get("metalink") else "mirrorlist" if sec.get("mirrorlist") else None
-            hint = "replace it with a baseurl (a snapshot URL) so the lock names one place" if kind else None
+        where = f"{path}:{sec.line} [{sec.id}]"
+        opts = dict(sec.options)
+        if not sec.baseurls:
+            kind = "metalink" if sec.metalink else "mirrorlist" if sec.mirrorlist else None
+            hint = ("replace it with a baseurl (a snapshot URL; `imagebuild repo rewrite` does it) so the lock "
+                    "names one place") if kind else None
             raise ConfigError(f"{where}: " + (f"{kind} is not supported" if kind else "no baseurl"), hint=hint)
-        url = baseurl[0]
-        user, password = sec.get("username"), sec.get("password")
-        if user:
+        url = sec.baseurls[0]
+        if sec.username:
             scheme, sep, rest = url.partition("://")
-            url = f"{scheme}{sep}{quote(user, safe='')}:{quote(password or '', safe='')}@{rest}"
-        gpgkey = (sec.get("gpgkey") or "").split()
-        key = Path(gpgkey[0][len("file://"):]) if gpgkey and gpgkey[0].startswith("file://") else None
-        repo_gpgcheck = _bool(sec.get("repo_gpgcheck", "0"))
+            url = f"{scheme}{sep}{quote(sec.username, safe='')}:{quote(sec.password or '', safe='')}@{rest}"
+        key = Path(sec.gpgkeys[0][len("file://"):]) if sec.gpgkeys and sec.gpgkeys[0].startswith("file://") else None
+        repo_gpgcheck = _bool(opts.get("repo_gpgcheck", "0"))
         if repo_gpgcheck and key is None:
             raise ConfigError(f"{where}: repo_gpgcheck needs a local gpgkey (file://…)")
         try:
-            priority, cost = int(sec.get("priority", "99")), int(sec.get("cost", "1000"))
+            priority, cost = int(opts.get("priority", "99")), int(opts.get("cost", "1000"))
         except ValueError:
             raise ConfigError(f"{where}: priority and cost must be integers") from None
-        excl = tuple((sec.get("exclude") or sec.get("excludepkgs") or "").replace(",", " ").split())
-        incl = tuple((sec.get("includepkgs") or "").replace(",", " ").split())
-        repos.append(RpmRepo(section, url, priority, cost, _bool(sec.get("module_hotfixes", "0")), key,
-                             repo_gpgcheck, excl, incl))
+        repos.append(RpmRepo(sec.id, url, priority, cost, _bool(opts.get("module_hotfixes", "0")), key,
+                             repo_gpgcheck, _words(opts.get("exclude") or opts.get("excludepkgs")),
+                             _words(opts.get("includepkgs"))))
     if not repos:
         raise ConfigError(f"{path}: no enabled repositories")
     return repos
