@@ -278,3 +278,56 @@ def test_bad_snapshot_settings_are_clear(tmp_path: Path) -> None:
                              text=True, env=env, timeout=60)
         assert res.returncode == 2, (extra, res.stderr)
         assert expected in res.stderr and "Traceback" not in res.stderr, (extra, res.stderr)
+
+
+def test_debian_provider_locks_real_signed_data_through_the_snapshot_service(tmp_path: Path) -> None:
+    """`snapshot-provider = "debian"` against a loopback snapshot.debian.org (`snapshot-service`) serving the
+    real signed bookworm data under /archive/<archive>/<id>/: `snapshot latest` follows the service's
+    redirect, and the lock fetches from the snapshot URL (the configured archive URL is never contacted)."""
+    from conftest import DEBIAN_DATA
+    from test_snapshots import Service, snapshot_service
+
+    if not (DEBIAN_DATA / "debian" / "dists").is_dir():
+        pytest.skip(f"Debian snapshot data not found at {DEBIAN_DATA}")
+    svc = Service(debian_ids=["20261122T000000Z"],
+                  archives={"debian": DEBIAN_DATA / "debian", "debian-security": DEBIAN_DATA / "debian-security"})
+    for url in snapshot_service(svc):
+        project = tmp_path / "site"
+        project.mkdir()
+        (project / "imagebuild.toml").write_text(f"""\
+snapshot = "20261122T000000Z"
+[distros.bookworm]
+family = "deb"
+arches = ["amd64"]
+[[distros.bookworm.repos]]
+name = "debian"
+url = "http://127.0.0.1:9/debian"
+suites = ["bookworm"]
+components = ["main"]
+signed-by = "/usr/share/keyrings/debian-archive-keyring.gpg"
+snapshot-provider = "debian"
+snapshot-service = "{url}"
+[[distros.bookworm.repos]]
+name = "security"
+url = "http://127.0.0.1:9/debian-security"
+suites = ["bookworm-security"]
+components = ["main"]
+signed-by = "/usr/share/keyrings/debian-archive-keyring.gpg"
+snapshot-provider = "debian"
+snapshot-service = "{url}"
+[roles.login]
+distro = "bookworm"
+packages = ["openssh-client"]
+""")
+        run = Session(project, tmp_path / "cache")
+        assert run("snapshot", "latest", "--at", "20261125T120000Z").stdout.split() == [
+            "bookworm", "debian", "20261122T000000Z", "bookworm", "security", "20261122T000000Z"]
+        run("lock")
+        repos = {r["name"]: r for r in json.loads((project / "snapshots.lock").read_text())["repos"]}
+        assert repos["debian"]["url"] == f"{url}/archive/debian/20261122T000000Z"
+        assert repos["security"]["url"] == f"{url}/archive/debian-security/20261122T000000Z"
+        assert repos["debian"]["snapshot"] == "20261122T000000Z"
+        assert all(p.startswith(("/archive/debian/20261122T000000Z/", "/archive/debian-security/20261122T000000Z/"))
+                   for p in svc.requests if "/dists/" in p)
+        assert any(ln.startswith("openssh-client ") for ln in (project / "boms" / "login-amd64.bom").read_text()
+                   .splitlines())
