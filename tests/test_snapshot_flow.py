@@ -206,7 +206,8 @@ def test_lock_latest_bump_rewrite_mirror_without_leaking(ark: str, cuda_repo: Pa
     run("bom", "diff", "boms", "boms")  # identical: exit 0
 
     # 6. re-locking at the same snapshot is a no-op; going back is allowed on purpose, with the diff
-    assert "lock unchanged" in run("lock").stderr
+    assert "lock unchanged" in run("-v", "lock").stderr
+    assert "kernel-core" in run("why", "kernel-core", "--role", "compute").stdout
     back = run("lock", "--snapshot", OLD, "--dry-run").stdout
     assert f"glibc x86_64 {GLIBC[1]} -> {GLIBC[0]} (downgrade)" in back
 
@@ -238,6 +239,7 @@ def test_lock_latest_bump_rewrite_mirror_without_leaking(ark: str, cuda_repo: Pa
     cfg.write_text(wrong)
     fail = run("lock", ok=4)
     assert "HTTP 401" in fail.stderr and "Traceback" not in fail.stderr
+    run("--debug", "-v", "lock", "--snapshot", OLD, ok=4)  # tracebacks and steps: still no secret
     cfg.write_text(wrong.replace("wrong-" + SECRET, SECRET))
 
     # the leak check: every command's output, every file in the project (but the config) and the cache
