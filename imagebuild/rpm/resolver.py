@@ -1,20 +1,21 @@
 """dnf 4's resolution, done the way libdnf drives libsolv: same pool setup, flags, excludes, repo
-priorities and costs, installonly packages and modular filtering. No I/O beyond handing libsolv the
-already verified, decompressed metadata files."""
+priorities and costs, installonly packages and modular filtering. No I/O beyond loading the already
+verified metadata (imagebuild.rpm.repository.load_repo) and reading modules.yaml."""
 
 from __future__ import annotations
 
 import fnmatch
+import functools
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import solv
-import yaml
 
 from imagebuild.apt.resolver import Reason, UnknownPackage, Unsatisfiable
 from imagebuild.bom import BomEntry
 from imagebuild.errors import ConfigError
-from imagebuild.rpm.repository import RepoMetadata
+from imagebuild.rpm.repository import RepoMetadata, load_repo, module_documents
 
 # dnf.conf's default installonlypkgs
 INSTALLONLY = ("kernel", "kernel-PAE", "installonlypkg(kernel)", "installonlypkg(kernel-module)",
@@ -51,9 +52,26 @@ def _nevra_forms(s: solv.XSolvable) -> tuple[str, ...]:
             f"{s.name}-{evr}.{s.arch}", f"{s.name}-{evr if ':' in evr else '0:' + evr}.{s.arch}")
 
 
-def _matches(s: solv.XSolvable, patterns: Iterable[str]) -> bool:
-    forms = _nevra_forms(s)
-    return any(fnmatch.fnmatchcase(f, p) for p in patterns for f in forms)
+@functools.lru_cache(maxsize=64)
+def _globs(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """One regex for a list of globs, each as fnmatch.fnmatchcase reads it: a match per form and pattern
+    is most of the cost of an exclude pass."""
+    return re.compile("|".join(fnmatch.translate(p) for p in patterns))
+
+
+def _matches(s: solv.XSolvable, patterns: Sequence[str]) -> bool:
+    if not patterns:
+        return False
+    rx = _globs(tuple(patterns))
+    return any(rx.match(f) for f in _nevra_forms(s))
+
+
+def _glob_prefix(pattern: str) -> str:
+    """The literal start of a glob (everything before its first `*`, `?` or `[`)."""
+    for i, c in enumerate(pattern):
+        if c in "*?[":
+            return pattern[:i]
+    return pattern
 
 
 class ModuleIndex:
@@ -108,19 +126,11 @@ class RpmResolver:
         by_name: dict[str, RepoMetadata] = {}
         documents: list[dict] = []  # type: ignore[type-arg]
         for md in repos:
-            r = pool.add_repo(md.repo.name)
+            r = load_repo(pool, md)
+            # not stored in a .solv: the repo's config, set on every load
             r.priority = -md.repo.priority
             r.subpriority = -md.repo.cost
-            f = solv.xfopen(str(md.primary))
-            r.add_rpmmd(f, "", 0)
-            f.close()
-            if md.filelists is not None:
-                f = solv.xfopen(str(md.filelists))
-                r.add_rpmmd(f, "FL", solv.Repo.REPO_EXTEND_SOLVABLES)
-                f.close()
-            if md.modules is not None:
-                documents.extend(d for d in yaml.safe_load_all(md.modules.read_text()) if isinstance(d, dict))
-            r.internalize()
+            documents.extend(module_documents(md))
             by_name[md.repo.name] = md
         self.repos = by_name
         # file provides first: they are added to the repo packages' provides, and the base packages copy
@@ -132,7 +142,17 @@ class RpmResolver:
 
     def _load_base(self, base: Sequence[BomEntry]) -> None:
         pool = self.pool
-        known = {(s.name, s.evr, s.arch): s for s in pool.solvables_iter()}
+        known: dict[tuple[str, str, str], solv.XSolvable] = {}
+        if base:
+            # only the base's names, looked up through whatprovides (every package provides its own name)
+            # rather than a pass over every solvable; of equal NEVRAs in two repos the last repo's wins
+            pool.createwhatprovides()
+            for name in {e.name for e in base}:
+                name_id = pool.str2id(name, False)
+                if name_id:
+                    for c in sorted(pool.whatprovides(name_id), key=lambda c: c.id):
+                        if c.name == name:
+                            known[(c.name, c.evr, c.arch)] = c
         system = pool.add_repo("@System")
         for e in base:
             s = system.add_solvable()
@@ -150,28 +170,72 @@ class RpmResolver:
         pool.installed = system
 
     def _exclude(self, modules: ModuleIndex, enabled: Sequence[str], exclude: Sequence[str]) -> None:
-        """dnf's excludes: excludepkgs/includepkgs, then modular filtering of repo packages."""
+        """dnf's excludes: excludepkgs/includepkgs, then modular filtering of repo packages.
+
+        Only packages that a pattern or a module artifact can concern are looked at: with tens of thousands
+        of packages a pass over all of them in Python costs more than the whole resolution."""
         active = modules.active(enabled)
         keep = set().union(*(modules.artifacts[k] for k in active)) if active else set()
         keep = {_artifact_key(a) for a in keep}
         every = {_artifact_key(a) for arts in modules.artifacts.values() for a in arts}
         active_names = {k.rsplit("-", 2)[0] for k in keep}
         self.excluded: dict[int, str] = {}  # solvable id -> why it is hidden, in dnf's words
-        for s in self.pool.solvables_iter():
-            if s.repo is None or s.repo.name == "@System":
-                continue
+        for s in self._candidates([*exclude, *(p for md in self.repos.values() for p in md.repo.exclude)]):
             md = self.repos[s.repo.name]
-            nevra = _nevra(s)
-            if _matches(s, exclude) or _matches(s, md.repo.exclude) or (
-                    bool(md.repo.includepkgs) and not _matches(s, md.repo.includepkgs)):
+            if _matches(s, exclude) or _matches(s, md.repo.exclude):
                 self.excluded[s.id] = "exclude filtering"
-            elif not md.repo.module_hotfixes and (nevra not in keep if nevra in every else s.name in active_names):
-                # artifacts of inactive streams are hidden, and so are non-modular packages
-                # that share a name with an artifact of an active stream
+        for md in self.repos.values():
+            if md.repo.includepkgs:  # everything of the repo that no includepkgs pattern names
+                repo = next(r for r in self.pool.repos if r.name == md.repo.name)
+                for s in repo.solvables_iter():
+                    if s.id not in self.excluded and not _matches(s, md.repo.includepkgs):
+                        self.excluded[s.id] = "exclude filtering"
+        # artifacts of inactive streams are hidden, and so are non-modular packages that share a name with an
+        # artifact of an active stream: both only concern packages named like some artifact
+        for s in self._named({k.rsplit("-", 2)[0] for k in every}):
+            md = self.repos[s.repo.name]
+            if s.id in self.excluded or md.repo.module_hotfixes:
+                continue
+            nevra = _nevra(s)
+            if nevra not in keep if nevra in every else s.name in active_names:
                 self.excluded[s.id] = "modular filtering"
-        considered_ids = [s.id for s in self.pool.solvables_iter() if s.id not in self.excluded]
-        self.pool.set_considered_list(considered_ids)
-        self.pool.createwhatprovides()
+        if self.excluded:
+            # with no considered list every solvable is considered; dnf likewise only sets one to exclude
+            self.pool.set_considered_list([i for i in range(1, len(self.pool.solvables)) if i not in self.excluded])
+            self.pool.createwhatprovides()
+
+    def _repo_solvables(self, found: Iterable[solv.XSolvable]) -> list[solv.XSolvable]:
+        """Repo packages (not the base's) in solvable order, each once."""
+        system = self.pool.installed
+        unique = {s.id: s for s in found if s.repo is not None and s.repo != system}
+        return [unique[i] for i in sorted(unique)]
+
+    def _named(self, names: Iterable[str]) -> list[solv.XSolvable]:
+        """Repo packages with one of these names (every package provides its own name)."""
+        pool = self.pool
+        ids = (pool.str2id(n, False) for n in names)
+        return self._repo_solvables(c for i in ids if i for c in pool.whatprovides(i) if c.nameid == i)
+
+    def _candidates(self, patterns: Sequence[str]) -> list[solv.XSolvable]:
+        """Every package one of these globs can match in one of its NEVRA forms: each form starts with the
+        name, so the glob's literal prefix either starts the name or is the name followed by `-` or `.`."""
+        if not patterns:
+            return []
+        pool = self.pool
+        prefixes = {_glob_prefix(p) for p in patterns}
+        if "" in prefixes:
+            return self._repo_solvables(pool.solvables_iter())
+        names: set[str] = set()
+        found: list[solv.XSolvable] = []
+        for prefix in prefixes:
+            names.update(prefix[:i] for i, c in enumerate(prefix) if c in "-.")
+            names.add(prefix)
+            # libsolv's glob is fnmatch: escape what it would read as special in the literal prefix
+            literal = "".join(f"\\{c}" if c in "\\*?[]" else c for c in prefix)
+            sel = pool.select(f"{literal}*", solv.Selection.SELECTION_NAME | solv.Selection.SELECTION_GLOB
+                              | solv.Selection.SELECTION_WITH_DISABLED | solv.Selection.SELECTION_WITH_SOURCE)
+            found.extend(sel.solvables())
+        return self._repo_solvables([*found, *self._named(names)])
 
     def _select(self, spec: str, extra: int = 0) -> solv.Selection:
         pool = self.pool
@@ -256,7 +320,10 @@ class RpmResolver:
         return text
 
     def names(self) -> list[str]:
-        return sorted({s.name for s in self.pool.solvables_iter() if s.id not in self.excluded})
+        """Names that could be requested here: excludes only look at packages of this pool's arches (as
+        libsolv's selections and whatprovides do), so packages of other arches are left out here too."""
+        return sorted({s.name for s in self.pool.solvables_iter() if s.id not in self.excluded
+                       and (s.installable() or s.repo == self.pool.installed)})
 
     def _package(self, s: solv.XSolvable) -> RpmPackage:
         if s.repo is not None and s.repo.name == "@System":
