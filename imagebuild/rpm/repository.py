@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import json
 import lzma
+import mmap
 import os
 import tempfile
 import xml.etree.ElementTree as ET
@@ -216,22 +217,14 @@ def load_repo(pool: solv.Pool, md: RepoMetadata) -> solv.Repo:
 
 
 def _valid_solv(path: Path) -> bool:
-    """Whether the file ends with the sha256 of what precedes it (read in chunks: it is tens of MiB)."""
+    """Whether the file ends with the sha256 of what precedes it (hashed from a mapping: it is tens of MiB)."""
     try:
-        with open(path, "rb", buffering=0) as f:
-            left = os.fstat(f.fileno()).st_size - _TRAILER
-            if left <= 0:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size <= _TRAILER:
                 return False
-            digest = hashlib.sha256()
-            view = memoryview(bytearray(1 << 20))
-            while left > 0:
-                n = f.readinto(view[:min(left, len(view))])
-                if not n:
-                    return False
-                digest.update(view[:n])
-                left -= n
-            return f.read(_TRAILER) == digest.digest()
-    except OSError:
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m, memoryview(m) as view:
+                return hashlib.sha256(view[:-_TRAILER]).digest() == view[-_TRAILER:]
+    except (OSError, ValueError):
         return False
 
 
