@@ -12,6 +12,7 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imagebuild import log
 from imagebuild.apt.packages import FIELDS, R_ARCH, R_NAME, R_STATUS, R_VERSION, Record, parse_stanzas
@@ -21,8 +22,7 @@ from imagebuild.apt.repository import PackagesIndex, ReleaseInfo, read_packages,
 from imagebuild.apt.resolver import Resolution, Resolver, UnknownPackage, Unsatisfiable
 from imagebuild.apt.universe import Universe
 from imagebuild.bom import read_bom, render_bom
-from imagebuild.bomdiff import TreeDiff
-from imagebuild.config import Config, Distro, Family, Role
+from imagebuild.config import Config, Distro, Family, Role, RpmRepo, SnapshotSettings
 from imagebuild.errors import ConfigError, DriftError, RepositoryError, ResolutionError
 from imagebuild.fetch import Cache, redact
 from imagebuild.fsutil import write_atomic
@@ -35,8 +35,11 @@ from imagebuild.lockfile import (
     read_lock,
     render_lock,
 )
-from imagebuild.mirror import MirrorResult
 from imagebuild.snapshots import Provider
+
+if TYPE_CHECKING:  # imported where used: every command pays for what it imports at start-up
+    from imagebuild.bomdiff import TreeDiff
+    from imagebuild.mirror import MirrorResult
 
 BOM_DIR = "boms"
 
@@ -109,12 +112,14 @@ class _Target:
 
 
 def _load_distro_arch(distro: Distro, arch: str, config: Config, cache: Cache,
-                      releases: dict[tuple[str, str], tuple[ReleaseInfo, Release]]) -> _Target:
+                      releases: dict[tuple[str, str], tuple[ReleaseInfo, Release]],
+                      resolved: dict[tuple[str, str], str]) -> _Target:
     universe = Universe(arch)
     locked: list[LockedRepo] = []
     for repo in distro.repos:
-        url = repo.url_for(arch, config.snapshot)
-        snapshot = repo.snapshot_for(config.snapshot)
+        snapshot = resolve_snapshot(repo.name, repo.snap, repo.raw_url(arch), repo.snapshot_for(config.snapshot),
+                                    resolved)
+        url = repo.url_for(arch, snapshot)
         at = snapshot_time(snapshot or config.snapshot)
         for suite in (("./",) if repo.flat else repo.suites):
             key = (url, suite)
@@ -165,9 +170,30 @@ def _locked_packages(res: Resolution, universe: Universe) -> tuple[LockedPackage
     return tuple(out)
 
 
+def resolve_snapshot(repo: str, snap: SnapshotSettings, url: str, configured: str | None,
+                     resolved: dict[tuple[str, str], str]) -> str | None:
+    """The snapshot a repo is really locked at. Providers that can be asked (snapshot.debian.org and
+    snapshot.ubuntu.com redirect an instant to the snapshot holding it; Pulp lists its snapshots) turn
+    the configured id, an instant, into the id of the newest snapshot at or before it; the lock records
+    that one. Other repos are at the configured id (or floating: None)."""
+    if configured is None or not snap.askable:
+        return configured
+    key = (url, configured)
+    if key not in resolved:
+        from imagebuild.snapshots import latest
+
+        assert snap.provider is not None
+        with log.step(f"{repo}: snapshot at {configured}"):
+            resolved[key] = latest(snap.provider, url, snapshot_time(configured), service=snap.service)
+        if resolved[key] != configured:
+            log.info(f"{repo}: snapshot {configured} is {resolved[key]} on the service")
+    return resolved[key]
+
+
 def resolve_all(config: Config, cache: Cache | None = None) -> Lock:
     cache = cache or Cache()
     releases: dict[tuple[str, str], tuple[ReleaseInfo, Release]] = {}
+    resolved: dict[tuple[str, str], str] = {}
     repos: list[LockedRepo] = []
     targets: list[LockedTarget] = []
     for dname, distro in sorted(config.distros.items()):
@@ -176,13 +202,13 @@ def resolve_all(config: Config, cache: Cache | None = None) -> Lock:
             continue
         if distro.family is Family.RPM:
             for arch in distro.arches:
-                rpm_repos, rpm_targets = _lock_rpm(distro, arch, roles, config, cache)
+                rpm_repos, rpm_targets = _lock_rpm(distro, arch, roles, config, cache, resolved)
                 repos.extend(rpm_repos)
                 targets.extend(rpm_targets)
             continue
         for arch in distro.arches:
             with log.step(f"{dname}/{arch}: reading repositories"):
-                t = _load_distro_arch(distro, arch, config, cache, releases)
+                t = _load_distro_arch(distro, arch, config, cache, releases, resolved)
             repos.extend(t.repos)
             for role in roles:
                 with log.step(f"{role.name}/{arch}: resolving"):
@@ -194,25 +220,30 @@ def resolve_all(config: Config, cache: Cache | None = None) -> Lock:
     return Lock(inputs_digest(config), tuple(repos), tuple(targets))
 
 
-def _lock_rpm(distro: Distro, arch: str, roles: list[Role], config: Config,
-              cache: Cache) -> tuple[list[LockedRepo], list[LockedTarget]]:
+def _lock_rpm(distro: Distro, arch: str, roles: list[Role], config: Config, cache: Cache,
+              resolved: dict[tuple[str, str], str]) -> tuple[list[LockedRepo], list[LockedTarget]]:
     from imagebuild.rpm.repository import read_repo
     from imagebuild.rpm.resolver import RpmResolver
 
-    metadata = []
+    metadata, locked = [], []
     for repo in distro.rpm_repos:
+        snapshot = resolve_snapshot(repo.name, repo.snap, repo.raw_url(arch, distro.releasever),
+                                    repo.snapshot_for(config.snapshot), resolved)
         with log.step(f"{repo.name} {arch}: repomd"):
-            metadata.append(read_repo(repo, repo.url_for(arch, config.snapshot, distro.releasever), cache))
-    locked = [LockedRepo(distro=distro.name, arch=arch, name=md.repo.name, suite="", url=md.url,
-                         snapshot=md.repo.snapshot_for(config.snapshot),
-                         release_sha256=md.repomd_sha256, date=md.revision, valid_until="", indices=md.files)
-              for md in metadata]
+            md = read_repo(repo, repo.url_for(arch, snapshot, distro.releasever), cache)
+        metadata.append(md)
+        locked.append(LockedRepo(distro=distro.name, arch=arch, name=repo.name, suite="", url=md.url,
+                                 snapshot=snapshot, release_sha256=md.repomd_sha256, date=md.revision,
+                                 valid_until="", indices=md.files))
     base_path = distro.base_for(arch)
     base = read_bom(base_path) if base_path is not None else []
+    # one pool per distro × arch: repos, base, excludes and modules are the distro's; each role gets
+    # a fresh solver on it
+    with log.step(f"{distro.name}/{arch}: loading the package pool"):
+        resolver = RpmResolver(arch, metadata, base, distro.recommends, distro.modules, distro.exclude)
     targets = []
     for role in roles:
         with log.step(f"{role.name}/{arch}: resolving with libsolv"):
-            resolver = RpmResolver(arch, metadata, base, distro.recommends, distro.modules, distro.exclude)
             try:
                 res = resolver.install([str(p) for p in role.packages])
             except UnknownPackage as e:
@@ -444,8 +475,7 @@ def latest_snapshots(config: Config, only: str | None, at: datetime) -> list[tup
                     raise ConfigError(f"repo {only!r} has no snapshot-provider that can be asked",
                                       hint="set snapshot-provider = \"debian\", \"ubuntu\" or \"pulp\"")
                 continue
-            url = r.url.replace("{arch}", d.arches[0]).replace("$basearch", d.arches[0])
-            url = url.replace("$releasever", d.releasever)
+            url = r.raw_url(d.arches[0], d.releasever) if isinstance(r, RpmRepo) else r.raw_url(d.arches[0])
             with log.step(f"{r.name}: latest snapshot"):
                 out.append((dname, r.name, latest(r.snap.provider, url, at, service=r.snap.service)))
     if only is not None and only not in seen:

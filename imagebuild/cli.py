@@ -5,17 +5,19 @@ from __future__ import annotations
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from imagebuild import __version__, app, log
-from imagebuild.bomdiff import BomDiff, TreeDiff, diff_paths, render_json, render_markdown, render_text
 from imagebuild.config import Config, Family, find_config, load_config
 from imagebuild.errors import ConfigError, DriftError, ImagebuildError, ResolutionError
 from imagebuild.fsutil import write_atomic
 from imagebuild.lockfile import LOCK_NAME
 from imagebuild.snapshots import Provider
+
+if TYPE_CHECKING:
+    from imagebuild.bomdiff import BomDiff, TreeDiff
 
 
 class _State:
@@ -104,6 +106,8 @@ def _relock(config: Config, snapshot_id: str | None, dry_run: bool, fmt: str) ->
 
 
 def _render_diff(diff: BomDiff | TreeDiff, fmt: str, title: str) -> str:
+    from imagebuild.bomdiff import render_json, render_markdown, render_text
+
     if fmt == "json":
         return render_json(diff)
     if fmt == "markdown":
@@ -124,6 +128,8 @@ def bom() -> None:
               help="Version ordering to use (default: detected from the BOMs).")
 def bom_diff(old: Path, new: Path, fmt: str, family: str | None) -> None:
     """What changes from OLD to NEW (two BOM files, or two boms/ directories). Exit 1 when anything does."""
+    from imagebuild.bomdiff import diff_paths
+
     diff = diff_paths(old, new, Family(family) if family else None)
     click.echo(_render_diff(diff, fmt, f"BOM diff {old} -> {new}"), nl=False)
     if diff.has_changes:

@@ -41,14 +41,19 @@ class SnapshotSettings:
     service: str | None = None  # a site mirror of snapshot.debian.org / snapshot.ubuntu.com
 
     def snapshot_for(self, url: str, default: str | None) -> str | None:
-        """The snapshot id this repo is resolved at, or None for a floating repo."""
+        """The snapshot id this repo is configured at, or None for a floating repo."""
         if self.provider is None and "{snapshot}" not in url:
             return None
         return self.snapshot or default
 
-    def apply(self, repo: str, url: str, default: str | None) -> str:
-        snapshot = self.snapshot_for(url, default)
-        if self.provider is None and snapshot is None:
+    @property
+    def askable(self) -> bool:
+        """Whether the provider can say which snapshot an instant falls in (redirects, index listings)."""
+        return self.provider in (Provider.DEBIAN, Provider.UBUNTU, Provider.PULP)
+
+    def apply(self, repo: str, url: str, snapshot: str | None) -> str:
+        """`url` at snapshot id `snapshot` (the effective id: from snapshot_for, possibly resolved)."""
+        if self.provider is None and "{snapshot}" not in url:
             return url
         if snapshot is None:
             raise ConfigError(f"repo {repo!r}: it is on a snapshot ({self.provider or '{snapshot}'}) but no "
@@ -73,8 +78,13 @@ class AptRepo:
     flat: bool
     snap: SnapshotSettings = SnapshotSettings()
 
+    def raw_url(self, arch: str) -> str:
+        """The URL for `arch`, not yet on a snapshot."""
+        return self.url.replace("{arch}", arch)
+
     def url_for(self, arch: str, snapshot: str | None) -> str:
-        return self.snap.apply(self.name, self.url.replace("{arch}", arch), snapshot).rstrip("/")
+        """The URL for `arch` at the effective snapshot id `snapshot`."""
+        return self.snap.apply(self.name, self.raw_url(arch), snapshot).rstrip("/")
 
     def snapshot_for(self, snapshot: str | None) -> str | None:
         return self.snap.snapshot_for(self.url, snapshot)
@@ -95,9 +105,13 @@ class RpmRepo:
     includepkgs: tuple[str, ...]
     snap: SnapshotSettings = SnapshotSettings()
 
+    def raw_url(self, arch: str, releasever: str) -> str:
+        """The URL for `arch` with dnf's variables filled in, not yet on a snapshot."""
+        return self.url.replace("{arch}", arch).replace("$basearch", arch).replace("$releasever", releasever)
+
     def url_for(self, arch: str, snapshot: str | None, releasever: str) -> str:
-        url = self.url.replace("{arch}", arch).replace("$basearch", arch).replace("$releasever", releasever)
-        return self.snap.apply(self.name, url, snapshot).rstrip("/")
+        """The URL for `arch` at the effective snapshot id `snapshot`."""
+        return self.snap.apply(self.name, self.raw_url(arch, releasever), snapshot).rstrip("/")
 
     def snapshot_for(self, snapshot: str | None) -> str | None:
         return self.snap.snapshot_for(self.url, snapshot)

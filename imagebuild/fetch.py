@@ -8,8 +8,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -29,14 +27,23 @@ class NotFound(RepositoryError):
 
 
 def fetch(url: str, timeout: float = 60.0) -> bytes:
+    return get(url, timeout)[1]
+
+
+def get(url: str, timeout: float = 60.0) -> tuple[str, bytes]:
+    """(the URL that finally answered, after redirects; the body). Credentials in `url` go into a Basic
+    header, never into a message."""
     parts = urlsplit(url)
     if parts.scheme == "file":
         try:
-            return Path(parts.path).read_bytes()
+            return url, Path(parts.path).read_bytes()
         except FileNotFoundError:
             raise NotFound(f"{redact(url)}: not found") from None
         except OSError as e:
             raise RepositoryError(f"{redact(url)}: {e.strerror}") from None
+    import urllib.error
+    import urllib.request  # not at import time: http.client and ssl cost ~20 ms of every start
+
     request = urllib.request.Request(_without_userinfo(url), headers={"User-Agent": "imagebuild"})
     if parts.username is not None:
         import base64
@@ -46,7 +53,8 @@ def fetch(url: str, timeout: float = 60.0) -> bytes:
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             data: bytes = response.read()
-            return data
+            final: str = response.geturl()
+            return final, data
     except urllib.error.HTTPError as e:
         if e.code in (403, 404, 410):
             raise NotFound(f"{redact(url)}: HTTP {e.code}") from None

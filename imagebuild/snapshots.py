@@ -18,8 +18,6 @@ Providers:
 from __future__ import annotations
 
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +25,7 @@ from enum import StrEnum
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from imagebuild.errors import ConfigError, RepositoryError
-from imagebuild.fetch import redact
+from imagebuild.fetch import get, redact
 
 SNAPSHOT_RE = re.compile(r"^\d{8}T\d{6}Z$")
 _ID_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -202,26 +200,13 @@ Get = Callable[[str], Response]
 
 
 def http_get(url: str, timeout: float = 60.0) -> Response:
-    """GET `url`, following redirects; credentials in the URL go into a Basic header, never into messages."""
-    parts = urlsplit(url)
-    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-    request = urllib.request.Request(urlunsplit(parts._replace(netloc=netloc)), headers={"User-Agent": "imagebuild"})
-    if parts.username is not None:
-        import base64
-
-        token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
+    """GET `url`, following redirects (fetch.get: credentials in a header, never in a message)."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            body: bytes = response.read()
-            return Response(response.geturl(), body)
-    except urllib.error.HTTPError as e:
-        raise RepositoryError(f"{redact(url)}: HTTP {e.code} {e.reason}",
-                              hint="is the snapshot time in the range the service offers?") from None
-    except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", e)
-        raise RepositoryError(f"{redact(url)}: cannot fetch: {reason}",
-                              hint="is the snapshot service reachable from here?") from None
+        final, body = get(url, timeout)
+    except RepositoryError as e:
+        raise RepositoryError(e.message, hint=e.hint or "is the snapshot time in the range the service offers?"
+                              ) from None
+    return Response(final, body)
 
 
 def latest(provider: Provider, url: str, at: datetime, *, get: Get = http_get, service: str | None = None) -> str:

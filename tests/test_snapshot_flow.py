@@ -284,8 +284,8 @@ def test_bad_snapshot_settings_are_clear(tmp_path: Path) -> None:
 
 def test_debian_provider_locks_real_signed_data_through_the_snapshot_service(tmp_path: Path) -> None:
     """`snapshot-provider = "debian"` against a loopback snapshot.debian.org (`snapshot-service`) serving the
-    real signed bookworm data under /archive/<archive>/<id>/: `snapshot latest` follows the service's
-    redirect, and the lock fetches from the snapshot URL (the configured archive URL is never contacted)."""
+    real signed bookworm data under /archive/<archive>/<id>/: `snapshot latest` and `lock` follow the
+    service's redirect, and the lock fetches from the snapshot URL (the archive URL is never contacted)."""
     from conftest import DEBIAN_DATA
     from test_snapshots import Service, snapshot_service
 
@@ -297,7 +297,7 @@ def test_debian_provider_locks_real_signed_data_through_the_snapshot_service(tmp
         project = tmp_path / "site"
         project.mkdir()
         (project / "imagebuild.toml").write_text(f"""\
-snapshot = "20261122T000000Z"
+snapshot = "20261125T120000Z"
 [distros.bookworm]
 family = "deb"
 arches = ["amd64"]
@@ -324,7 +324,9 @@ packages = ["openssh-client"]
         run = Session(project, tmp_path / "cache")
         assert run("snapshot", "latest", "--at", "20261125T120000Z").stdout.split() == [
             "bookworm", "debian", "20261122T000000Z", "bookworm", "security", "20261122T000000Z"]
-        run("lock")
+        # the configured instant lies after the service's last snapshot: the lock records the snapshot it
+        # falls in, as the service says (its redirect), not the instant
+        assert "debian: snapshot 20261125T120000Z is 20261122T000000Z on the service" in run("lock").stderr
         repos = {r["name"]: r for r in json.loads((project / "snapshots.lock").read_text())["repos"]}
         assert repos["debian"]["url"] == f"{url}/archive/debian/20261122T000000Z"
         assert repos["security"]["url"] == f"{url}/archive/debian-security/20261122T000000Z"
