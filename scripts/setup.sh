@@ -26,4 +26,7 @@ if [ -n "$need_apt" ]; then
 fi
 
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[test]"
+# byte-compile as a regular install would (an editable one does not; with PYTHONDONTWRITEBYTECODE set,
+# every start would compile the sources again: ~0.25 s of each run)
+python3 -m compileall -q imagebuild
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
