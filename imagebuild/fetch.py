@@ -9,6 +9,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from imagebuild.errors import RepositoryError
@@ -51,7 +52,7 @@ def get(url: str, timeout: float = 60.0) -> tuple[str, bytes]:
         token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _opener().open(request, timeout=timeout) as response:
             data: bytes = response.read()
             final: str = response.geturl()
             return final, data
@@ -63,6 +64,22 @@ def get(url: str, timeout: float = 60.0) -> tuple[str, bytes]:
         reason = getattr(e, "reason", e)
         raise RepositoryError(f"{redact(url)}: cannot fetch: {reason}",
                               hint="is the repository reachable from here?") from None
+
+
+def _opener() -> Any:
+    """urllib's opener, but a redirect to another host does not take the Authorization header along
+    (urllib copies every header onto the redirected request: a repo password would go to a mirror)."""
+    import urllib.request
+
+    class SameOriginAuth(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+            new = super().redirect_request(req, fp, code, msg, headers, newurl)
+            old_origin, new_origin = urlsplit(req.full_url), urlsplit(newurl)
+            if new is not None and (old_origin.scheme, old_origin.netloc) != (new_origin.scheme, new_origin.netloc):
+                new.remove_header("Authorization")
+            return new
+
+    return urllib.request.build_opener(SameOriginAuth)
 
 
 def _without_userinfo(url: str) -> str:
