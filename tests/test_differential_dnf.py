@@ -184,9 +184,14 @@ def test_same_transaction_as_dnf(case: Case, rpm_repos: dict[str, Path], dnf_ans
     assert got == want.bom
 
 
-def test_case_count_and_coverage() -> None:
+def test_case_count_and_coverage(dnf_answers: dict[str, object]) -> None:
     """The issue asks for at least 25 requests across streams, weak deps, excludes, bases and arches."""
-    assert len(CASES) >= 25
+    results = dnf_answers["results"]
+    assert isinstance(results, dict)
+    refused = sorted(k for k, r in results.items() if not r.ok)
+    print(f"\n{len(CASES)} requests: dnf installed {len(CASES) - len(refused)}, refused {len(refused)} "
+          f"({', '.join(refused)})")
+    assert len(CASES) >= 25 and len(refused) < len(CASES) // 4
     assert any(c.modules for c in CASES) and any(not c.modules for c in CASES)
     assert any(c.weak for c in CASES) and any(c.exclude for c in CASES)
     assert any(c.base for c in CASES) and {c.arch for c in CASES} == {"x86_64", "aarch64"}
