@@ -67,12 +67,13 @@ def inputs_digest(config: Config) -> str:
                 "family": d.family.value, "arches": list(d.arches), "recommends": d.recommends,
                 "base": base_digests(d),
                 # URLs redacted: not even a hash of a repo password goes into the lock
-                "rpm": [[{**asdict(r), "url": redact(r.url)} for r in d.rpm_repos], d.releasever, list(d.modules),
+                "rpm": [[{**asdict(r), "url": redact(r.url), "snap": snap_doc(r.snap)} for r in d.rpm_repos],
+                        d.releasever, list(d.modules),
                         list(d.exclude)],
                 "repos": [
                     {"name": r.name, "url": redact(r.url), "suites": list(r.suites), "components": list(r.components),
                      "flat": r.flat, "trusted": r.trusted, "signed-by": file_digest(r.signed_by),
-                     "snapshot": asdict(r.snap)}
+                     "snapshot": snap_doc(r.snap)}
                     for r in d.repos
                 ],
             }
@@ -83,6 +84,10 @@ def inputs_digest(config: Config) -> str:
         },
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def snap_doc(snap: SnapshotSettings) -> dict[str, str | None]:
+    return {"snapshot": snap.snapshot, "provider": snap.provider, "service": snap.service and redact(snap.service)}
 
 
 def read_base(path: Path | None) -> list[Record]:
@@ -266,13 +271,13 @@ def _lock_rpm(distro: Distro, arch: str, roles: list[Role], config: Config, cach
     return locked, targets
 
 
-def skew_warnings(config: Config) -> list[str]:
-    """Repos of one distro on snapshots far apart: a package of the newer one may need a version that only
-    exists after the older one's snapshot (a vendor repo wanting `dkms >= 3.1.8` from a stale EPEL)."""
+def skew_warnings(config: Config, lock: Lock) -> list[str]:
+    """Repos of one distro locked at snapshots far apart (as the services resolved them): a package of the
+    newer one may need a version only the newer one has (a vendor repo wanting `dkms >= 3.1.8` from a
+    stale EPEL)."""
     out = []
     for dname, d in sorted(config.distros.items()):
-        repos = d.rpm_repos if d.family is Family.RPM else d.repos
-        ids = sorted(((sid, r.name) for r in repos if (sid := r.snapshot_for(config.snapshot)) is not None),
+        ids = sorted({(r.snapshot, r.name) for r in lock.repos if r.distro == dname and r.snapshot is not None},
                      key=lambda x: x[0])
         if len(ids) < 2:
             continue
@@ -285,21 +290,39 @@ def skew_warnings(config: Config) -> list[str]:
     return out
 
 
-def with_snapshot(config: Config, snapshot: str) -> Config:
+def own_snapshots(config: Config) -> list[str]:
+    """What a new top-level snapshot does not move: repos with their own id, and floating repos."""
+    notes = []
+    moved = False
+    for dname, d in sorted(config.distros.items()):
+        for r in d.all_repos:
+            if r.snap.snapshot is not None:
+                notes.append(f"distros.{dname}: repo {r.name!r} keeps its own snapshot {r.snap.snapshot}")
+            elif r.snapshot_for(config.snapshot) is not None:
+                moved = True
+    if not moved:
+        notes.append("no repo is on the top-level snapshot (no snapshot-provider or {snapshot} URL): "
+                     "the new id only changes the time Release files must be valid at")
+    return notes
+
+
+def with_snapshot(config: Config, snapshot: str, option: str = "--snapshot") -> Config:
     """The config re-pointed at another global snapshot id (repos with their own `snapshot` keep theirs)."""
     from dataclasses import replace
 
     from imagebuild.snapshots import validate_id
 
-    return replace(config, snapshot=validate_id(snapshot, where="--snapshot"))
+    return replace(config, snapshot=validate_id(snapshot, where=option))
 
 
-_TOP_SNAPSHOT = re.compile(r'^(snapshot\s*=\s*)"[^"]*"', re.M)
+_TOP_SNAPSHOT = re.compile(r"""^(snapshot\s*=\s*)("[^"\n]*"|'[^'\n]*')""", re.M)
 
 
 def set_config_snapshot(path: Path, snapshot: str) -> bool:
     """Record a bumped snapshot in imagebuild.toml itself (the top-level value only; every other byte
     stays), so the lock written from it stays current for `lock --check`."""
+    import tomllib
+
     text = path.read_text(encoding="utf-8")
     head_end = m.start() if (m := re.search(r"^\s*\[", text, re.M)) else len(text)
     found = _TOP_SNAPSHOT.search(text, 0, head_end)
@@ -307,6 +330,12 @@ def set_config_snapshot(path: Path, snapshot: str) -> bool:
         new = text[:found.start()] + f'{found.group(1)}"{snapshot}"' + text[found.end():]
     else:
         new = f'snapshot = "{snapshot}"\n' + text
+    try:
+        if tomllib.loads(new).get("snapshot") != snapshot:
+            raise ValueError("the top-level snapshot key was not where it was looked for")
+    except (tomllib.TOMLDecodeError, ValueError) as e:
+        raise ConfigError(f"{path}: cannot set snapshot = \"{snapshot}\" in it ({e})",
+                          hint="set it by hand; the lock was written for it") from None
     return write_atomic(path, new)
 
 
@@ -394,6 +423,8 @@ def previous_lock(config: Config) -> Lock | None:
 def check(config: Config) -> list[str]:
     """Why the lock in the project is stale against the config (empty: it is current)."""
     root = config.root
+    if not (root / LOCK_NAME).exists():
+        return [f"there is no {LOCK_NAME} next to {config.path.name}"]
     lock = read_lock(root / LOCK_NAME)
     problems = []
     if lock.inputs_digest != inputs_digest(config):
@@ -465,12 +496,11 @@ def latest_snapshots(config: Config, only: str | None, at: datetime) -> list[tup
     out = []
     seen = set()
     for dname, d in sorted(config.distros.items()):
-        repos = d.rpm_repos if d.family is Family.RPM else d.repos
-        for r in repos:
+        for r in d.all_repos:
             seen.add(r.name)
             if only is not None and r.name != only:
                 continue
-            if r.snap.provider not in (Provider.DEBIAN, Provider.UBUNTU, Provider.PULP):
+            if r.snap.provider is None or not r.snap.askable:
                 if only is not None:
                     raise ConfigError(f"repo {only!r} has no snapshot-provider that can be asked",
                                       hint="set snapshot-provider = \"debian\", \"ubuntu\" or \"pulp\"")

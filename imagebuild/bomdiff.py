@@ -116,7 +116,7 @@ def detect_family(entries: Iterable[BomEntry], header: Iterable[str] = ()) -> Fa
     deb, rpm = bool(arches & _DEB_ARCHES), bool(arches & _RPM_ARCHES)
     if deb and rpm:
         raise ConfigError(f"BOM mixes deb and rpm architectures ({', '.join(sorted(arches))})",
-                          hint="diff BOMs of one package family; pass the family explicitly if the names mislead")
+                          hint="diff BOMs of one package family; pass --family deb|rpm if the names mislead")
     if deb or rpm:
         return Family.DEB if deb else Family.RPM
     text = "\n".join(header)
@@ -149,7 +149,7 @@ def diff_boms(old: Iterable[BomEntry], new: Iterable[BomEntry], family: Family |
             return 0
         if family is None:
             raise ConfigError(f"cannot tell whether these BOMs are deb or rpm, and {a} vs {b} needs ordering",
-                              hint="pass the family (deb or rpm) explicitly")
+                              hint="pass --family deb or --family rpm")
         return comparator(family)(a, b)
 
     added: list[BomEntry] = []

@@ -76,29 +76,33 @@ def lock(state: _State, check: bool, snapshot_id: str | None, dry_run: bool, fmt
 @click.pass_obj
 def bump(state: _State, snapshot_id: str, dry_run: bool, fmt: str) -> None:
     """Re-lock against snapshot ID: print the BOM diff per role × arch, then write (same as lock --snapshot)."""
-    _relock(state.config(), snapshot_id, dry_run, fmt)
+    _relock(state.config(), snapshot_id, dry_run, fmt, "--to")
 
 
-def _relock(config: Config, snapshot_id: str | None, dry_run: bool, fmt: str) -> None:
+def _relock(config: Config, snapshot_id: str | None, dry_run: bool, fmt: str, option: str = "--snapshot") -> None:
     if snapshot_id is not None:
-        if config.snapshot is not None:
-            log.info(f"snapshot {config.snapshot} -> {snapshot_id}")
-        config = app.with_snapshot(config, snapshot_id)
-    for warning in app.skew_warnings(config):
-        log.warn(warning)
+        old = config.snapshot
+        config = app.with_snapshot(config, snapshot_id, option)
+        log.info(f"snapshot {old} -> {snapshot_id}" if old else f"snapshot {snapshot_id}")
+        for note in app.own_snapshots(config):
+            log.info(note)
     result = app.resolve_all(config)
+    for warning in app.skew_warnings(config, result):
+        log.warn(warning)
     previous = app.previous_lock(config)
     if previous is not None:
         app.refuse_rollback(previous, result)
-        diff = app.lock_diff(previous, result)
-        if diff.has_changes or fmt == "json":
-            click.echo(_render_diff(diff, fmt, f"{LOCK_NAME}: what re-locking changes"), nl=False)
+    diff = app.lock_diff(previous, result)
+    # text only when something changed against an existing lock; json/markdown whenever asked for
+    if fmt != "text" or (previous is not None and diff.has_changes):
+        click.echo(_render_diff(diff, fmt, f"{LOCK_NAME}: what re-locking changes"), nl=False)
     if dry_run:
         log.info("dry run: nothing written")
         return
+    # the BOMs and the lock first, the config last: an interruption leaves a lock `--check` calls stale
+    changed = app.write_outputs(config.root, app.outputs(result))
     if snapshot_id is not None and app.set_config_snapshot(config.path, snapshot_id):
         log.info(f"{config.path.name}: snapshot = \"{snapshot_id}\"")
-    changed = app.write_outputs(config.root, app.outputs(result))
     for t in sorted(result.targets, key=lambda t: t.key):
         added = sum(1 for p in t.packages if p.dep_type != "base")
         log.info(f"{t.key}: {len(t.packages)} packages ({added} added to the base)")
@@ -166,7 +170,9 @@ def repo() -> None:
 @click.option("--service", default=None, metavar="URL", help="A snapshot service mirror (debian/ubuntu providers).")
 @click.option("--in-place", "in_place", is_flag=True, help="Rewrite the files (atomically) instead of printing them.")
 @click.option("--stdout", "to_stdout", is_flag=True, help="Print the rewritten files (the default).")
-@click.option("--strip-credentials", is_flag=True, help="Remove user:pass@ and username/password (for images).")
+@click.option("--strip-credentials/--keep-credentials", default=True, show_default=True,
+              help="Remove user:pass@ and username/password (files that ship in images must not carry them); "
+                   "--keep-credentials only with --in-place, never printed.")
 @click.option("--disable-third-party", is_flag=True,
               help="apt: mark repos the provider does not cover `Snapshot: disable`.")
 @click.option("--baseurl", "baseurls", multiple=True, metavar="ID=URL",
@@ -177,6 +183,8 @@ def repo_rewrite(files: tuple[Path, ...], snapshot_id: str, provider: str | None
     """Point apt .list/.sources and dnf .repo FILES at a snapshot; everything else is kept byte for byte."""
     if in_place and to_stdout:
         raise ConfigError("--in-place and --stdout exclude each other")
+    if not strip_credentials and not in_place:
+        raise ConfigError("--keep-credentials would print repo passwords", hint="use it with --in-place")
     by_id = {}
     for item in baseurls:
         rid, sep, url = item.partition("=")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ class SnapshotSettings:
 
     snapshot: str | None = None  # overrides the top-level `snapshot`
     provider: Provider | None = None
-    service: str | None = None  # a site mirror of snapshot.debian.org / snapshot.ubuntu.com
+    service: str | None = field(default=None, repr=False)  # a site mirror of snapshot.debian.org/ubuntu.com
 
     def snapshot_for(self, url: str, default: str | None) -> str | None:
         """The snapshot id this repo is configured at, or None for a floating repo."""
@@ -70,7 +70,7 @@ class SnapshotSettings:
 @dataclass(frozen=True)
 class AptRepo:
     name: str
-    url: str  # may still contain {snapshot} and {arch}
+    url: str = field(repr=False)  # may still contain {snapshot}, {arch} and credentials (never shown)
     suites: tuple[str, ...]
     components: tuple[str, ...]
     signed_by: Path | None
@@ -95,7 +95,7 @@ class RpmRepo:
     """A dnf repository: `url` is the repo root (the directory holding repodata/)."""
 
     name: str
-    url: str  # may contain {snapshot}, {arch}, $basearch, $releasever
+    url: str = field(repr=False)  # may contain {snapshot}, {arch}, $basearch, $releasever, credentials
     priority: int  # dnf: lower wins; default 99
     cost: int  # dnf: lower wins among equal priority; default 1000
     module_hotfixes: bool
@@ -130,6 +130,10 @@ class Distro:
     modules: tuple[str, ...] = ()  # "module:stream" to enable, like `dnf module enable`
     exclude: tuple[str, ...] = ()  # dnf excludepkgs globs
     max_snapshot_skew_days: int = 7  # warn when this distro's repos sit on snapshots further apart
+
+    @property
+    def all_repos(self) -> tuple[AptRepo | RpmRepo, ...]:
+        return self.rpm_repos if self.family is Family.RPM else self.repos
 
     def base_for(self, arch: str) -> Path | None:
         return None if self.base is None else Path(str(self.base).replace("{arch}", arch))
@@ -376,14 +380,7 @@ def _rpm_repo(file: Path, where: str, data: Any) -> RpmRepo:
     name = t.get("name", str, required=True)
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]*$", name):
         raise t.error(t.key("name"), f"{name!r} is not a valid repo id")
-    url = t.get("url", str, required=True)
-    scheme = urlsplit(url).scheme
-    if scheme not in ("http", "https", "file"):
-        raise t.error(t.key("url"), f"unsupported URL {url!r}", hint="use http://, https:// or file:")
-    if scheme == "file":
-        path = url[len("file:"):]
-        path = path[2:] if path.startswith("//") else path
-        url = "file://" + str(_resolve_path(file, path))
+    url = _checked_url(t, "url", t.get("url", str, required=True))
     gpgkey_s = t.get("gpgkey", str, None)
     gpgkey = _resolve_path(file, gpgkey_s) if gpgkey_s else None
     repo_gpgcheck = t.get("repo_gpgcheck", bool, False)
@@ -400,14 +397,7 @@ def _apt_repo(file: Path, where: str, data: Any) -> AptRepo:
     name = t.get("name", str, required=True)
     if not _NAME_RE.match(name):
         raise t.error(t.key("name"), f"{name!r} is not a valid repo name", hint="lowercase letters, digits, . + -")
-    url = t.get("url", str, required=True)
-    scheme = urlsplit(url).scheme
-    if scheme not in ("http", "https", "file"):
-        raise t.error(t.key("url"), f"unsupported URL {url!r}", hint="use http://, https:// or file:")
-    if scheme == "file":
-        path = url[len("file:"):]
-        path = path[2:] if path.startswith("//") else path
-        url = "file://" + str(_resolve_path(file, path))
+    url = _checked_url(t, "url", t.get("url", str, required=True))
     flat = t.get("flat", bool, False)
     suites = t.get("suites", list, ())
     components = t.get("components", list, ())
@@ -431,6 +421,28 @@ def _apt_repo(file: Path, where: str, data: Any) -> AptRepo:
 _SNAPSHOT_KEYS = ("snapshot", "snapshot-provider", "snapshot-service")
 
 
+def _checked_url(t: _Table, key: str, url: str, *, local: bool = True) -> str:
+    """An http(s):// URL (or file:, made absolute against the config's directory) that fetching can use;
+    the message never shows its credentials."""
+    from imagebuild.fetch import redact
+
+    hint = "use http://, https:// or file:" if local else "use http:// or https://"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as e:
+        raise t.error(t.key(key), f"invalid URL {redact(url)!r}: {e}", hint=hint) from None
+    if parts.scheme not in (("http", "https", "file") if local else ("http", "https")):
+        raise t.error(t.key(key), f"unsupported URL {redact(url)!r}", hint=hint)
+    if parts.scheme != "file" and not parts.hostname:
+        raise t.error(t.key(key), f"URL {redact(url)!r} names no host", hint=hint)
+    if parts.scheme == "file":
+        path = url[len("file:"):]
+        path = path[2:] if path.startswith("//") else path
+        url = "file://" + str(_resolve_path(t.file, path))
+    return url
+
+
 def _snapshot_settings(t: _Table, url: str) -> SnapshotSettings:
     snapshot = t.get("snapshot", str, None)
     if snapshot is not None:
@@ -440,6 +452,8 @@ def _snapshot_settings(t: _Table, url: str) -> SnapshotSettings:
     if provider is Provider.TEMPLATE and "{snapshot}" not in url:
         raise t.error(t.key("url"), "snapshot-provider \"template\" needs {snapshot} in the URL")
     service = t.get("snapshot-service", str, None)
+    if service is not None:
+        service = _checked_url(t, "snapshot-service", service, local=False)
     if service is not None and provider not in (Provider.DEBIAN, Provider.UBUNTU):
         raise t.error(t.key("snapshot-service"), "only applies to snapshot-provider \"debian\" or \"ubuntu\"")
     return SnapshotSettings(snapshot, provider, service)

@@ -15,7 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 from imagebuild.errors import RepositoryError
 from imagebuild.fsutil import write_atomic
 
-_USERINFO = re.compile(r"//[^/@\s]*@")
+# up to the last "@" of the authority: a password may itself contain "@" (urlsplit splits there too)
+_USERINFO = re.compile(r"//[^/?#\s]*@")
 
 
 def redact(url: str) -> str:
@@ -42,10 +43,14 @@ def get(url: str, timeout: float = 60.0) -> tuple[str, bytes]:
             raise NotFound(f"{redact(url)}: not found") from None
         except OSError as e:
             raise RepositoryError(f"{redact(url)}: {e.strerror}") from None
+    import http.client
     import urllib.error
     import urllib.request  # not at import time: http.client and ssl cost ~20 ms of every start
 
-    request = urllib.request.Request(_without_userinfo(url), headers={"User-Agent": "imagebuild"})
+    try:
+        request = urllib.request.Request(_without_userinfo(url), headers={"User-Agent": "imagebuild"})
+    except ValueError as e:
+        raise RepositoryError(f"{redact(url)}: not a usable URL ({redact(str(e))})") from None
     if parts.username is not None:
         import base64
 
@@ -59,7 +64,10 @@ def get(url: str, timeout: float = 60.0) -> tuple[str, bytes]:
     except urllib.error.HTTPError as e:
         if e.code in (403, 404, 410):
             raise NotFound(f"{redact(url)}: HTTP {e.code}") from None
-        raise RepositoryError(f"{redact(url)}: HTTP {e.code} {e.reason}") from None
+        hint = "check the repo's username and password" if e.code == 401 else None
+        raise RepositoryError(f"{redact(url)}: HTTP {e.code} {e.reason}", hint=hint) from None
+    except (http.client.InvalidURL, ValueError) as e:
+        raise RepositoryError(f"{redact(url)}: not a usable URL ({redact(str(e))})") from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise RepositoryError(f"{redact(url)}: cannot fetch: {reason}",

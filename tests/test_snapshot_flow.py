@@ -335,3 +335,54 @@ packages = ["openssh-client"]
                    for p in svc.requests if "/dists/" in p)
         assert any(ln.startswith("openssh-client ") for ln in (project / "boms" / "login-amd64.bom").read_text()
                    .splitlines())
+
+
+def test_review_regressions(tmp_path: Path) -> None:
+    """Small CLI contracts: a password with '@' is still redacted, single-quoted snapshots are bumped in
+    place, printed repo files carry no credentials, bad URLs are config errors, a missing lock is stale."""
+    from imagebuild.fetch import redact
+
+    assert redact("http://ark:S3C@RET@127.0.0.1:8080/pulp/a@b") == "http://127.0.0.1:8080/pulp/a@b"
+    env = {**os.environ, "LC_ALL": "C", "IMAGEBUILD_CACHE": str(tmp_path / "c")}
+
+    def run(*args: str, cwd: Path = tmp_path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "imagebuild", *args], cwd=cwd, capture_output=True, text=True,
+                              env=env, timeout=120)
+
+    repo = tmp_path / "ark.repo"
+    repo.write_text(f"[baseos]\nbaseurl=http://ark:{SECRET}@127.0.0.1:9/pulp/content/rocky/9/BaseOS/x86_64/os/"
+                    f"20261101T000000/\nusername=ark\npassword={SECRET}\n")
+    out = run("repo", "rewrite", "ark.repo", "--snapshot", NEW)
+    assert out.returncode == 0 and SECRET not in out.stdout + out.stderr and "20261122T000000/" in out.stdout
+    keep = run("repo", "rewrite", "ark.repo", "--snapshot", NEW, "--keep-credentials")
+    assert keep.returncode == 2 and "--in-place" in keep.stderr and SECRET not in keep.stderr
+
+    cfg = tmp_path / "imagebuild.toml"
+    base = ("[distros.d]\nfamily = \"deb\"\narches = [\"amd64\"]\n[[distros.d.repos]]\nname = \"x\"\n"
+            "url = \"{url}\"\nsuites = [\"bookworm\"]\ncomponents = [\"main\"]\ntrusted = true\n{extra}\n"
+            "[roles.r]\ndistro = \"d\"\npackages = [\"bash\"]\n")
+    for url, extra, expected in [
+        (f"http://ark:{SECRET}@127.0.0.1:99999/debian", "", "invalid URL 'http://127.0.0.1:99999/debian'"),
+        ("http:///debian", "", "names no host"),
+        ("http://127.0.0.1:9/debian", 'snapshot-provider = "debian"\nsnapshot-service = "snapshot.example"',
+         "unsupported URL 'snapshot.example'"),
+    ]:
+        cfg.write_text(f'snapshot = "{OLD}"\n' + base.format(url=url, extra=extra))
+        res = run("lock")
+        assert res.returncode == 2 and expected in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr and SECRET not in res.stderr
+
+    cfg.write_text(base.format(url="http://127.0.0.1:9/debian", extra=""))
+    check = run("lock", "--check")  # a valid config, but no lock yet
+    assert check.returncode == 1 and "no snapshots.lock" in check.stderr, check.stderr
+
+    import tomllib
+
+    from imagebuild.app import set_config_snapshot
+
+    for first in (f"snapshot = '{OLD}'  # single quotes\n", f'snapshot="{OLD}"\n', ""):
+        cfg.write_text(first + base.format(url="http://127.0.0.1:9/debian", extra=""))
+        set_config_snapshot(cfg, NEW)
+        text = cfg.read_text()
+        assert tomllib.loads(text)["snapshot"] == NEW and text.count("snapshot") == 1, text
+        assert "# single quotes" in text or not first.endswith("quotes\n")
