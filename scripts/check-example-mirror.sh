@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Prove with the real apt that examples/gpu-cluster/mirror works and that every
-# role of examples/gpu-cluster/imagebuild.toml resolves, on amd64 and arm64, with
-# and without Install-Recommends.
+# Prove with the real apt and dnf that examples/gpu-cluster/mirror works and that
+# every role of examples/gpu-cluster/imagebuild.toml resolves: deb roles on amd64
+# and arm64, with and without Install-Recommends; rpm roles on x86_64 and aarch64.
 #
-#   scripts/check-example-mirror.sh              # check, and refresh apt-oracle/
+#   scripts/check-example-mirror.sh              # check, and refresh apt-oracle/ and dnf-oracle/
 #   scripts/check-example-mirror.sh --no-write   # check only
 #
 # For each architecture it builds a private apt root in a temp dir (sources.list
@@ -20,7 +20,15 @@
 #   <role>-<arch>+recommends.txt  with APT::Install-Recommends=true
 #
 # Beyond the roles it also asserts a few edge cases of the mirror (see the
-# "extra cases" section below).  Exit status 0 only if everything held.
+# "extra cases" section below).
+#
+# The rpm half (mirror/rocky9): every repodata/repomd.xml.asc verifies with gpgv;
+# the repos are byte-identical to a fresh scripts/example-mirror/build_rpms.py
+# build when rpmbuild/createrepo_c are installed (and of the versions in
+# mirror/rocky9/BUILD-INFO); and scripts/example-mirror/dnf_check.py runs the
+# real `dnf install` of every rpm role into an empty --installroot (needs dnf,
+# rpm and root; skipped otherwise) and writes dnf-oracle/ the same way.
+# Exit status 0 only if everything held.
 set -euo pipefail
 export LC_ALL=C TZ=UTC
 umask 022
@@ -52,6 +60,8 @@ with open(sys.argv[1], "rb") as f:
     cfg = tomllib.load(f)
 for name in sorted(cfg["roles"]):
     role = cfg["roles"][name]
+    if cfg["distros"][role["distro"]]["family"] != "deb":
+        continue  # the rpm roles are checked with dnf below
     assert role["distro"] == "bookworm", name
     print(name, *role["packages"])
 EOF
@@ -198,8 +208,28 @@ EXTRAS
     && fail "bpo-libibverbs1 ($arch): ibverbs-providers was installed"
 done
 
+# --- the rpm repos (mirror/rocky9) -----------------------------------------------
+for md in "$EXAMPLE"/mirror/rocky9/*/repodata/repomd.xml; do
+  gpgv --quiet --keyring "$KEYRING" "$md.asc" "$md" 2>/dev/null || fail "gpgv: ${md#"$EXAMPLE"/}.asc does not verify"
+done
+if command -v rpmbuild >/dev/null && command -v createrepo_c >/dev/null && command -v modifyrepo_c >/dev/null; then
+  rc=0; python3 "$HERE/example-mirror/build_rpms.py" --compare "$EXAMPLE/mirror/rocky9" || rc=$?
+  case "$rc" in
+    0) ;;
+    3) echo "check-example-mirror: rpm repos not compared (other rpm/createrepo_c versions than BUILD-INFO)" >&2 ;;
+    *) fail "mirror/rocky9 differs from what scripts/example-mirror/build_rpms.py builds" ;;
+  esac
+else
+  echo "check-example-mirror: rpmbuild/createrepo_c missing: rpm repos not rebuilt for comparison" >&2
+fi
+if [ "$WRITE" = 1 ]; then
+  python3 "$HERE/example-mirror/dnf_check.py" || fail "dnf check"
+else
+  python3 "$HERE/example-mirror/dnf_check.py" --no-write || fail "dnf check"
+fi
+
 if [ "$FAILED" = 0 ]; then
-  echo "check-example-mirror: OK (apt $(apt-get --version | head -1 | cut -d' ' -f2))"
+  echo "check-example-mirror: OK (apt $(apt-get --version | head -1 | cut -d' ' -f2)$(command -v dnf >/dev/null && printf ', dnf %s' "$(dnf --version 2>/dev/null | head -1)"))"
 else
   echo "check-example-mirror: FAILED" >&2
   exit 1

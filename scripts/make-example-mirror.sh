@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Regenerate the signed example apt mirror of examples/gpu-cluster/ with real tools.
+# Regenerate the signed example mirror of examples/gpu-cluster/ (apt and dnf repos) with real tools.
 #
-#   scripts/make-example-mirror.sh            # rebuild mirror/ and keys/, then check with apt
+#   scripts/make-example-mirror.sh            # rebuild mirror/ and keys/, then check with apt and dnf
 #   scripts/make-example-mirror.sh --no-check # rebuild only
 #
 # What it does (everything under examples/gpu-cluster/mirror and keys/ is deleted first):
@@ -13,16 +13,24 @@
 #      (gzip -n) and Packages.xz;
 #   3. writes Release files with `apt-ftparchive release` (fixed Date and
 #      Valid-Until so the result is reproducible);
+#   3b. builds the Rocky-9-shaped rpm repos mirror/rocky9/{baseos,appstream,epel,
+#      cuda,doca} with rpmbuild, createrepo_c and modifyrepo_c (build_rpms.py: a
+#      subset of tests/rpmrepos.py's fixture packages, nvidia-driver modules.yaml);
 #   4. generates a THROWAWAY ed25519 OpenPGP key in a temporary GNUPGHOME, signs
 #      every Release into InRelease (clearsigned) and Release.gpg (detached,
-#      armored), exports the public key as the binary keyring
-#      examples/gpu-cluster/keys/example-archive.gpg, and verifies with gpgv;
+#      armored) and every rpm repodata/repomd.xml into repomd.xml.asc (detached,
+#      armored, what dnf's repo_gpgcheck reads), exports the public key as the
+#      binary keyring examples/gpu-cluster/keys/example-archive.gpg, and verifies
+#      everything with gpgv;
 #   5. runs scripts/check-example-mirror.sh: real `apt-get update` and
-#      `apt-get -s install` of every role on amd64 and arm64.
+#      `apt-get -s install` of every deb role on amd64 and arm64, and real
+#      `dnf install` of every rpm role on x86_64 and aarch64 (when dnf is there).
 #
 # Everything except the key and the signatures (InRelease, Release.gpg,
-# keys/example-archive.gpg) is byte-for-byte reproducible.  The private key
-# is destroyed at the end: to change the mirror, edit packages.deb822 and re-run.
+# repomd.xml.asc, keys/example-archive.gpg) is byte-for-byte reproducible (the
+# rpm repos for the same rpm/createrepo_c versions, recorded in
+# mirror/rocky9/BUILD-INFO).  The private key is destroyed at the end: to change
+# the mirror, edit packages.deb822 (deb) or build_rpms.py (rpm) and re-run.
 set -euo pipefail
 export LC_ALL=C TZ=UTC
 umask 022
@@ -58,7 +66,12 @@ if ! command -v apt-ftparchive >/dev/null; then
   log "installing apt-utils (apt-ftparchive)"
   apt-get install -y --no-install-recommends apt-utils >/dev/null || die "apt-ftparchive missing; install apt-utils"
 fi
-for tool in dpkg-deb gpg gpgv gzip xz python3 apt-get; do
+if ! command -v rpmbuild >/dev/null || ! command -v createrepo_c >/dev/null || ! command -v modifyrepo_c >/dev/null; then
+  log "installing rpm and createrepo-c (rpmbuild, createrepo_c, modifyrepo_c)"
+  apt-get install -y --no-install-recommends rpm createrepo-c >/dev/null \
+    || die "rpmbuild/createrepo_c missing; install rpm and createrepo-c"
+fi
+for tool in dpkg-deb gpg gpgv gzip xz python3 apt-get rpmbuild createrepo_c modifyrepo_c; do
   command -v "$tool" >/dev/null || die "required tool '$tool' not found"
 done
 
@@ -179,6 +192,14 @@ for suite in $DEBIAN_SUITES; do
 done
 grep -q '^NotAutomatic: yes' "$MIRROR/debian/dists/bookworm-backports/Release" || die "backports must be NotAutomatic"
 
+# --- 3b. rpm repos (Rocky 9 BaseOS/AppStream, EPEL, CUDA with modules, DOCA) ---
+log "building the rpm repos under mirror/rocky9 (rpmbuild + createrepo_c)"
+python3 "$HERE/example-mirror/build_rpms.py" "$MIRROR/rocky9"
+RPM_REPOS="baseos appstream epel cuda doca"
+for repo in $RPM_REPOS; do
+  [ -f "$MIRROR/rocky9/$repo/repodata/repomd.xml" ] || die "missing $MIRROR/rocky9/$repo/repodata/repomd.xml"
+done
+
 # --- 4. throwaway key and signatures ------------------------------------------
 log "generating a throwaway signing key"
 mkdir -m 700 "$GNUPGHOME"
@@ -204,13 +225,21 @@ for rel in "$MIRROR/debian/dists/bookworm/Release" \
   gpgv --quiet --keyring "$KEYS/example-archive.gpg" "$dir/Release.gpg" "$rel" 2>/dev/null \
     || die "gpgv could not verify $dir/Release.gpg"
 done
+for repo in $RPM_REPOS; do
+  md="$MIRROR/rocky9/$repo/repodata/repomd.xml"
+  gpg --batch --quiet --yes --pinentry-mode loopback --passphrase '' --local-user "$FPR" \
+    --digest-algo SHA512 --armor --detach-sign -o "$md.asc" "$md"
+  gpgv --quiet --keyring "$KEYS/example-archive.gpg" "$md.asc" "$md" 2>/dev/null \
+    || die "gpgv could not verify $md.asc"
+done
 
 # Tidy metadata: fixed mtimes for every generated file (git ignores them, rsync/http don't).
 find "$MIRROR" "$KEYS" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
 ndeb=$(find "$MIRROR/debian/pool" -name '*.deb' | wc -l)
 ncuda=$(find "$MIRROR/cuda" -maxdepth 1 -name '*.deb' | wc -l)
-log "mirror ready: debian $ndeb .deb, cuda $ncuda .deb, $(du -sb "$MIRROR" | cut -f1) bytes; key $FPR"
+nrpm=$(find "$MIRROR/rocky9" -name '*.rpm' | wc -l)
+log "mirror ready: debian $ndeb .deb, cuda $ncuda .deb, rocky9 $nrpm .rpm, $(du -sb "$MIRROR" | cut -f1) bytes; key $FPR"
 for f in "$MIRROR"/debian/dists/*/InRelease "$MIRROR"/cuda/InRelease; do
   gpgv --keyring "$KEYS/example-archive.gpg" "$f" 2>&1 | sed -n 's/^gpgv: Good signature/  ok: Good signature/p' | sed "s|\$| (${f#"$EXAMPLE"/})|"
 done
