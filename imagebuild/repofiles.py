@@ -181,7 +181,9 @@ class _Rewriter:
             url = self.strip(url, line)
         if self.provider is Provider.APT_NATIVE or not applies_to(self.provider, url):
             if self.provider is not Provider.APT_NATIVE:
-                self.notes.append(f"{self.where(line)}: kept {redact(url)} (not a {self.provider} snapshot URL)")
+                more = (" — to pin it, pass its Pulp path with --baseurl ID=URL"
+                        if self.provider is Provider.PULP else "")
+                self.notes.append(f"{self.where(line)}: kept {redact(url)} (not a {self.provider} snapshot URL{more})")
             return url
         return snapshot_url(self.provider, url, self.snapshot, service=self.service)
 
@@ -264,24 +266,35 @@ def _rewrite_apt_list(text: str, rw: _Rewriter, disable_third_party: bool) -> st
         edits: list[tuple[int, int, str]] = []
         uri = parsed.entry.uris[0]
         edits.append((*parsed.uri_span, rw.url(uri, ln.number)))
+        added: list[str] = []
         snapshot_value = _apt_snapshot_value(rw, uri, disable_third_party)
         if snapshot_value is not None:
             existing = [(s, e) for k, s, e in parsed.option_spans if k == "snapshot"]
             if existing:
                 edits.append((*existing[0], f"snapshot={snapshot_value}"))
-            elif parsed.options_span is not None:
-                inner = ln.content[parsed.options_span[0]:parsed.options_span[1]]
-                # `[ a=b ]` keeps its inner spaces: insert after the last option, not before the `]`
-                at = parsed.options_span[0] + len(inner.rstrip())
-                sep = " " if inner.strip() else ""
-                edits.append((at, at, f"{sep}snapshot={snapshot_value}"))
             else:
-                edits.append((parsed.uri_span[0], parsed.uri_span[0], f"[snapshot={snapshot_value}] "))
+                added.append(f"snapshot={snapshot_value}")
+        if _on_dated_snapshot(rw, uri) and "check-valid-until" not in dict(parsed.entry.options):
+            added.append("check-valid-until=no")
+        if added and parsed.options_span is not None:
+            inner = ln.content[parsed.options_span[0]:parsed.options_span[1]]
+            # `[ a=b ]` keeps its inner spaces: insert after the last option, not before the `]`
+            at = parsed.options_span[0] + len(inner.rstrip())
+            sep = " " if inner.strip() else ""
+            edits.append((at, at, sep + " ".join(added)))
+        elif added:
+            edits.append((parsed.uri_span[0], parsed.uri_span[0], f"[{' '.join(added)}] "))
         content = ln.content
         for start, end, new in sorted(edits, reverse=True):
             content = content[:start] + new + content[end:]
         lines[i] = _Line(ln.number, content, ln.ending)
     return _join(lines)
+
+
+def _on_dated_snapshot(rw: _Rewriter, uri: str) -> bool:
+    """Whether the entry now points at snapshot.debian.org/ubuntu.com: its Release files carry a
+    Valid-Until that has passed weeks later, which apt must be told to accept (as debuerreotype does)."""
+    return rw.provider in (Provider.DEBIAN, Provider.UBUNTU) and applies_to(rw.provider, uri)
 
 
 def _apt_snapshot_value(rw: _Rewriter, uri: str, disable_third_party: bool) -> str | None:
@@ -393,6 +406,8 @@ def _rewrite_apt_sources(text: str, rw: _Rewriter, disable_third_party: bool) ->
                 content = _sub_urls(ln.content, partial(rw.url, line=ln.number))
             lines[i] = _Line(ln.number, content, ln.ending)
         values = _field_value(lines, uris).split()
+        if any(_on_dated_snapshot(rw, u) for u in values) and st.get("check-valid-until") is None:
+            inserts.append((uris.last, "Check-Valid-Until: no"))
         wanted = {_apt_snapshot_value(rw, u, disable_third_party) for u in values} - {None}
         if not wanted:
             continue
@@ -536,7 +551,8 @@ def _rewrite_dnf_repo(text: str, rw: _Rewriter, baseurls: Mapping[str, str]) -> 
             if enabled:
                 raise ConfigError(f"{rw.where(header.number)}: [{sec.id}] follows a {floating[0].key} and has no "
                                   f"{rw.provider} snapshot baseurl",
-                                  hint=f"give [{sec.id}] its snapshot base URL (the {rw.provider} repo path)")
+                                  hint=f"give [{sec.id}] its snapshot base URL: --baseurl {sec.id}=URL "
+                                       f"(the {rw.provider} repo path)")
             rw.notes.append(f"{rw.where(header.number)}: kept disabled [{sec.id}] on its {floating[0].key}")
         elif floating:
             # commented, not deleted: dnf ignores it, the admin still sees the origin (see the module doc)

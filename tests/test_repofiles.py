@@ -42,8 +42,8 @@ EPEL_BASEURLS = {"epel": f"http://{PLACEHOLDER}/pulp/content/epel/$releasever/Ev
 # (file, provider, options, the lines expected to change, in the rewritten text)
 CASES: list[tuple[str, Provider, dict[str, object], list[str]]] = [
     ("debian.sources", Provider.DEBIAN, {},
-     [f"URIs: https://snapshot.debian.org/archive/debian/{ID}/",
-      f"URIs: https://snapshot.debian.org/archive/debian-security/{ID}/"]),
+     [f"URIs: https://snapshot.debian.org/archive/debian/{ID}/", "Check-Valid-Until: no",
+      f"URIs: https://snapshot.debian.org/archive/debian-security/{ID}/", "Check-Valid-Until: no"]),
     ("debian.sources", Provider.APT_NATIVE, {}, [f"Snapshot: {ID}", f"Snapshot: {ID}"]),
     ("snapshot-debian.sources", Provider.DEBIAN, {},
      [f"URIs: https://snapshot.debian.org/archive/debian/{ID}/",
@@ -51,14 +51,17 @@ CASES: list[tuple[str, Provider, dict[str, object], list[str]]] = [
     ("vendor-embedded-key.sources", Provider.APT_NATIVE, {"disable_third_party": True},
      [f"Snapshot: {ID}", "Snapshot: disable"]),
     ("vendor-embedded-key.sources", Provider.DEBIAN, {},
-     [f"URIs: https://snapshot.debian.org/archive/debian/{ID}/", f" https://snapshot.debian.org/archive/debian/{ID}/"]),
+     [f"URIs: https://snapshot.debian.org/archive/debian/{ID}/", f" https://snapshot.debian.org/archive/debian/{ID}/",
+      "Check-Valid-Until: no"]),
     ("sources.list", Provider.DEBIAN, {"strip_credentials": True},
-     [f"deb https://snapshot.debian.org/archive/debian/{ID}/ bookworm main non-free-firmware",
-      f"deb-src https://snapshot.debian.org/archive/debian/{ID}/ bookworm main non-free-firmware",
-      "deb [ arch=amd64,arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg ] "
+     [f"deb [check-valid-until=no] https://snapshot.debian.org/archive/debian/{ID}/ bookworm main non-free-firmware",
+      f"deb-src [check-valid-until=no] https://snapshot.debian.org/archive/debian/{ID}/ bookworm main "
+      "non-free-firmware",
+      "deb [ arch=amd64,arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg check-valid-until=no ] "
       f"https://snapshot.debian.org/archive/debian-security/{ID}/ bookworm-security main non-free-firmware  # security",
       "deb [arch=amd64 trusted=yes] http://127.0.0.1:8767/site/ ./"]),
-    ("sources.list", Provider.UBUNTU, {}, [f"deb https://snapshot.ubuntu.com/ubuntu-ports/{ID}/ jammy main"]),
+    ("sources.list", Provider.UBUNTU, {},
+     [f"deb [check-valid-until=no] https://snapshot.ubuntu.com/ubuntu-ports/{ID}/ jammy main"]),
     ("cuda-debian12-x86_64.list", Provider.APT_NATIVE, {"disable_third_party": True},
      ["deb [signed-by=/usr/share/keyrings/cuda-archive-keyring.gpg snapshot=disable] "
       "https://developer.download.nvidia.com/compute/cuda/repos/debian12/x86_64/ /"]),
