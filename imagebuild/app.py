@@ -67,11 +67,13 @@ def inputs_digest(config: Config) -> str:
                 "family": d.family.value, "arches": list(d.arches), "recommends": d.recommends,
                 "base": base_digests(d),
                 # URLs redacted: not even a hash of a repo password goes into the lock
-                "rpm": [[{**asdict(r), "url": redact(r.url), "snap": snap_doc(r.snap)} for r in d.rpm_repos],
+                "rpm": [[{**asdict(r), "url": lock_url(config, r.url), "snap": snap_doc(r.snap),
+                          "gpgkey": file_digest(r.gpgkey)} for r in d.rpm_repos],
                         d.releasever, list(d.modules),
                         list(d.exclude)],
                 "repos": [
-                    {"name": r.name, "url": redact(r.url), "suites": list(r.suites), "components": list(r.components),
+                    {"name": r.name, "url": lock_url(config, r.url), "suites": list(r.suites),
+                     "components": list(r.components),
                      "flat": r.flat, "trusted": r.trusted, "signed-by": file_digest(r.signed_by),
                      "snapshot": snap_doc(r.snap)}
                     for r in d.repos
@@ -84,6 +86,14 @@ def inputs_digest(config: Config) -> str:
         },
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def lock_url(config: Config, url: str) -> str:
+    """A repo URL as the lock records it: without credentials, and a file: URL inside the project
+    relative to it (`file:mirror/debian`), so a checkout elsewhere has the same lock."""
+    url = redact(url)
+    prefix = f"file://{config.root}/"
+    return "file:" + url[len(prefix):] if url.startswith(prefix) else url
 
 
 def snap_doc(snap: SnapshotSettings) -> dict[str, str | None]:
@@ -139,7 +149,7 @@ def _load_distro_arch(distro: Distro, arch: str, config: Config, cache: Cache,
                 indices.append(index)
                 universe.add(index.records, index, info.pin_priority)
             locked.append(LockedRepo(
-                distro=distro.name, arch=arch, name=repo.name, suite=info.suite, url=info.url,
+                distro=distro.name, arch=arch, name=repo.name, suite=info.suite, url=lock_url(config, info.url),
                 snapshot=snapshot,
                 release_sha256=info.sha256, date=info.date, valid_until=info.valid_until,
                 indices=tuple(sorted((i.path, i.sha256) for i in indices)),
@@ -237,7 +247,7 @@ def _lock_rpm(distro: Distro, arch: str, roles: list[Role], config: Config, cach
         with log.step(f"{repo.name} {arch}: repomd"):
             md = read_repo(repo, repo.url_for(arch, snapshot, distro.releasever), cache)
         metadata.append(md)
-        locked.append(LockedRepo(distro=distro.name, arch=arch, name=repo.name, suite="", url=md.url,
+        locked.append(LockedRepo(distro=distro.name, arch=arch, name=repo.name, suite="", url=lock_url(config, md.url),
                                  snapshot=snapshot, release_sha256=md.repomd_sha256, date=md.revision,
                                  valid_until="", indices=md.files))
     base_path = distro.base_for(arch)
@@ -277,8 +287,9 @@ def skew_warnings(config: Config, lock: Lock) -> list[str]:
     stale EPEL)."""
     out = []
     for dname, d in sorted(config.distros.items()):
-        ids = sorted({(r.snapshot, r.name) for r in lock.repos if r.distro == dname and r.snapshot is not None},
-                     key=lambda x: x[0])
+        # in config order among equal ids (the lock keeps it), so the message names the first repo
+        ids = sorted(dict.fromkeys((r.snapshot, r.name) for r in lock.repos
+                                   if r.distro == dname and r.snapshot is not None), key=lambda x: x[0])
         if len(ids) < 2:
             continue
         (first, first_repo), (last, last_repo) = ids[0], ids[-1]
@@ -559,13 +570,16 @@ def mirror(config: Config, roles: tuple[str, ...], repos: tuple[str, ...], out: 
         """The URL to download from: the configured one (it may carry credentials) when it is still the
         one the lock was made from, else the lock's own."""
         d = config.distros.get(r.distro)
-        if d is not None:
-            for apt in d.repos:
-                if apt.name == r.name and redact(url := apt.url_for(r.arch, r.snapshot)) == r.url:
-                    return url
-            for rpm in d.rpm_repos:
-                if rpm.name == r.name and redact(url := rpm.url_for(r.arch, r.snapshot, d.releasever)) == r.url:
-                    return url
+        for repo in d.all_repos if d is not None else ():
+            if repo.name != r.name:
+                continue
+            assert d is not None
+            url = (repo.url_for(r.arch, r.snapshot, d.releasever) if isinstance(repo, RpmRepo)
+                   else repo.url_for(r.arch, r.snapshot))
+            if lock_url(config, url) == r.url:
+                return url
+        if r.url.startswith("file:") and not r.url.startswith("file://"):
+            return f"file://{config.root}/{r.url[len('file:'):]}"
         return r.url
 
     with log.step(f"mirroring into {out}"):

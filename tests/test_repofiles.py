@@ -202,7 +202,7 @@ def test_bad_arguments_are_config_errors() -> None:
 def test_notes_name_what_was_kept() -> None:
     r = rewrite((DATA / "cuda-rhel9.repo").read_text(), RepoFileKind.DNF_REPO, ID, Provider.PULP, source="cuda.repo")
     assert r.notes == ("cuda.repo:3: kept https://developer.download.nvidia.com/compute/cuda/repos/rhel9/x86_64 "
-                       "(not a pulp snapshot URL)",)
+                       "(not a pulp snapshot URL — to pin it, pass its Pulp path with --baseurl ID=URL)",)
     r = rewrite((DATA / "rocky.repo").read_text(), RepoFileKind.DNF_REPO, ID, Provider.PULP, source="rocky.repo",
                 baseurls=ROCKY_BASEURLS)
     assert r.notes == ("rocky.repo:21: kept disabled [baseos-debuginfo] on its mirrorlist",)
