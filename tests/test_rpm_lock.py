@@ -301,3 +301,24 @@ def test_mixed_deb_and_rpm_distros_lock_into_one_file(rpm_repos: dict[str, Path]
     check = subprocess.run([sys.executable, "-m", "imagebuild", "--config", str(cfg), "lock", "--check"],
                            capture_output=True, text=True, env={**os.environ, "IMAGEBUILD_CACHE": str(tmp_path / "c")})
     assert check.returncode == 0, check.stderr
+
+
+def test_damaged_solv_cache_is_rebuilt_with_the_same_answer(rpm_repos: dict[str, Path], tmp_path: Path) -> None:
+    """The parsed-repo cache (.solv with a sha256 trailer) may be truncated or bit-flipped on disk: the next
+    lock notices, parses the XML again, and resolves exactly as before."""
+    cfg = write_config(tmp_path, rpm_repos, ["cuda-12-6", "doca-ofed", "slurm-slurmd"])
+    cache = tmp_path / "c"
+    assert lock(cfg, cache).returncode == 0
+    first = (tmp_path / "snapshots.lock").read_bytes()
+    solvs = sorted((cache / "rpmsolv").rglob("*.solv"))
+    assert len(solvs) == 5
+    data = bytearray(solvs[0].read_bytes())
+    data[len(data) // 3] ^= 0x10
+    solvs[0].write_bytes(bytes(data))  # a flipped bit libsolv itself would not notice
+    solvs[1].write_bytes(solvs[1].read_bytes()[: len(data) // 2])  # truncated
+    solvs[2].write_bytes(b"")
+    (tmp_path / "snapshots.lock").unlink()
+    res = lock(cfg, cache)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "snapshots.lock").read_bytes() == first
+    assert all(p.stat().st_size > 64 for p in solvs)  # rebuilt

@@ -18,7 +18,7 @@ import mmap
 import os
 import tempfile
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import solv
@@ -51,6 +51,7 @@ class RepoMetadata:
     modules: Path | None  # plain YAML
     files: tuple[tuple[str, str], ...]  # (type, checksum) of what was used
     solv_cache: Path | None = None  # where the parsed primary+filelists are cached; None: parse every time
+    module_docs: tuple[dict[str, object], ...] = ()  # modules.yaml, reduced (module_documents)
 
 
 def _decompress(name: str, data: bytes) -> bytes:
@@ -110,12 +111,19 @@ def read_repo(repo: RpmRepo, url: str, cache: Cache) -> RepoMetadata:
     # what the parsed repo depends on: the two files, whether filelists exist, and libsolv's version
     parsed_from = "\n".join([_SOLV_FORMAT, _solv_version(), *(f"{k} {':'.join(entries[k][:2])}"
                                                               for k in ("primary", "filelists") if k in paths)])
-    return RepoMetadata(
+    md = RepoMetadata(
         repo=repo, url=redact(url), repomd_sha256=hashlib.sha256(raw).hexdigest(), revision=revision,
         primary=paths["primary"], filelists=paths.get("filelists"), modules=paths.get("modules"),
         files=tuple(sorted((k, entries[k][1]) for k in paths)),
         solv_cache=cache.derived_path("rpmsolv", hashlib.sha256(parsed_from.encode()).hexdigest() + ".solv"),
     )
+    # the cache files are made here, by the application layer; the resolver only reads them
+    if md.solv_cache is not None and not _valid_solv(md.solv_cache):
+        try:
+            _write_solv(md, what)
+        except OSError:
+            md = replace(md, solv_cache=None)  # an unwritable cache costs the parse, nothing else
+    return replace(md, module_docs=tuple(module_documents(md)))
 
 
 def _solv_version() -> str:
@@ -189,22 +197,15 @@ def module_documents(md: RepoMetadata) -> list[dict[str, object]]:
 def load_repo(pool: solv.Pool, md: RepoMetadata) -> solv.Repo:
     """Add the repo's packages (primary + filelists) to `pool`, from the cached .solv when there is a good one.
 
-    A missing, truncated or corrupted .solv is rebuilt from the XML. The pool is always filled from a .solv
-    (a freshly written one on a miss), so a cold and a warm run intern the same strings in the same order and
-    cannot resolve differently. Priorities and file provides are not in the file: callers set those."""
+    read_repo writes the .solv (a missing, truncated or corrupted one is rebuilt from the XML there), so the
+    pool is always filled from a .solv and a cold and a warm run intern the same strings in the same order
+    and cannot resolve differently; only when it could not be written (or is damaged since) is the XML
+    parsed here. Reads only. Priorities and file provides are not in the file: callers set those."""
     what = f"repo {md.repo.name!r} ({md.url})"
-    if md.solv_cache is None:
+    if md.solv_cache is None or not _valid_solv(md.solv_cache):
         repo = pool.add_repo(md.repo.name)
         _add_xml(repo, md, what)
         return repo
-    if not _valid_solv(md.solv_cache):
-        try:
-            _write_solv(md, what)
-        except OSError:
-            # an unwritable cache costs the parse, nothing else
-            repo = pool.add_repo(md.repo.name)
-            _add_xml(repo, md, what)
-            return repo
     repo = pool.add_repo(md.repo.name)
     f = solv.xfopen(str(md.solv_cache))
     ok = f is not None and repo.add_solv(f, 0)

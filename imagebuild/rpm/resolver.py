@@ -1,6 +1,7 @@
 """dnf 4's resolution, done the way libdnf drives libsolv: same pool setup, flags, excludes, repo
-priorities and costs, installonly packages and modular filtering. No I/O beyond loading the already
-verified metadata (imagebuild.rpm.repository.load_repo) and reading modules.yaml."""
+priorities and costs, installonly packages and modular filtering. No I/O beyond handing libsolv the
+verified, cached metadata the application layer prepared (imagebuild.rpm.repository: read_repo
+writes, load_repo only reads)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import solv
 from imagebuild.apt.resolver import Reason, UnknownPackage, Unsatisfiable
 from imagebuild.bom import BomEntry
 from imagebuild.errors import ConfigError
-from imagebuild.rpm.repository import RepoMetadata, load_repo, module_documents
+from imagebuild.rpm.repository import RepoMetadata, load_repo
 
 # dnf.conf's default installonlypkgs
 INSTALLONLY = ("kernel", "kernel-PAE", "installonlypkg(kernel)", "installonlypkg(kernel-module)",
@@ -130,7 +131,7 @@ class RpmResolver:
             # not stored in a .solv: the repo's config, set on every load
             r.priority = -md.repo.priority
             r.subpriority = -md.repo.cost
-            documents.extend(module_documents(md))
+            documents.extend(md.module_docs)
             by_name[md.repo.name] = md
         self.repos = by_name
         # file provides first: they are added to the repo packages' provides, and the base packages copy
