@@ -46,9 +46,9 @@ BOM_DIR = "boms"
 
 def snapshot_time(snapshot: str | None) -> datetime:
     """The instant metadata must be valid at: the snapshot's, or now for floating repos without one."""
-    if snapshot is None:
-        return datetime.now(UTC)
-    return datetime.strptime(snapshot, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    from imagebuild.snapshots import parse_id
+
+    return datetime.now(UTC) if snapshot is None else parse_id(snapshot)
 
 
 def inputs_digest(config: Config) -> str:
