@@ -26,7 +26,7 @@ from pathlib import Path
 
 from imagebuild.errors import ConfigError
 from imagebuild.fetch import redact
-from imagebuild.snapshots import Provider, applies_to, snapshot_url, validate_id
+from imagebuild.snapshots import Provider, applies_to, find_snapshot_segment, snapshot_url, validate_id
 
 
 class RepoFileKind(StrEnum):
@@ -179,6 +179,10 @@ class _Rewriter:
         """The snapshot URL for one URL token, or the token unchanged (with a note) when not applicable."""
         if self.strip_credentials:
             url = self.strip(url, line)
+        if self.provider is Provider.APT_NATIVE and applies_to(self.provider, url) and find_snapshot_segment(url):
+            # a Snapshot: field next to a URI that already names another snapshot would contradict it
+            raise ConfigError(f"{self.where(line)}: {redact(url)} is already a snapshot URL; apt-native needs the "
+                              "archive's own URL", hint="move its id with --provider debian (or ubuntu) instead")
         if self.provider is Provider.APT_NATIVE or not applies_to(self.provider, url):
             if self.provider is not Provider.APT_NATIVE:
                 more = (" — to pin it, pass its Pulp path with --baseurl ID=URL"

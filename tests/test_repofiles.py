@@ -370,3 +370,9 @@ def test_dnf_makecache_with_credentials_and_after_stripping(rpm_repos: dict[str,
             assert (r.returncode == 0) is ok, r.stdout + r.stderr
             if strip:
                 assert "401" in r.stdout + r.stderr
+
+
+def test_apt_native_refuses_uris_already_on_a_snapshot() -> None:
+    with pytest.raises(ConfigError) as e:
+        _rewrite("snapshot-debian.sources", Provider.APT_NATIVE, {})
+    assert "already a snapshot URL" in str(e.value) and e.value.hint and "--provider debian" in e.value.hint
