@@ -12,6 +12,7 @@ import click
 from imagebuild import __version__, app, log
 from imagebuild.config import Config, Family, find_config, load_config
 from imagebuild.errors import ConfigError, DriftError, ImagebuildError, ResolutionError
+from imagebuild.fetch import redact
 from imagebuild.fsutil import write_atomic
 from imagebuild.lockfile import LOCK_NAME
 from imagebuild.snapshots import Provider
@@ -189,7 +190,7 @@ def repo_rewrite(files: tuple[Path, ...], snapshot_id: str, provider: str | None
     for item in baseurls:
         rid, sep, url = item.partition("=")
         if not sep or not rid or not url:
-            raise ConfigError(f"--baseurl {item.split('=')[0]}=…: expected ID=URL")
+            raise ConfigError(f"--baseurl {redact(item)!r}: expected ID=URL", hint="e.g. --baseurl epel=https://…/epel/9/")
         by_id[rid] = url
     # every file is rewritten before any is written: one bad file leaves all of them untouched
     results = [app.rewrite_repo_file(f, snapshot_id, Provider(provider) if provider else None, service=service,
