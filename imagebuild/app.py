@@ -368,16 +368,21 @@ def lock_diff(previous: Lock | None, new: Lock) -> TreeDiff:
 def refuse_rollback(previous: Lock, new: Lock) -> None:
     """A Release older than the one the lock already records, at the same URL and snapshot, is a
     rollback (a stale mirror or a replay of old signed metadata): refuse it."""
+    def instant(date: str) -> datetime | None:
+        # apt: the Release's Date; dnf: repomd's revision, a Unix time as createrepo_c and Pulp write it
+        return datetime.fromtimestamp(int(date), UTC) if date.isdigit() else parse_release_date(date)
+
     before = {(r.distro, r.arch, r.name, r.suite, r.url, r.snapshot): r for r in previous.repos}
     for r in new.repos:
         old = before.get((r.distro, r.arch, r.name, r.suite, r.url, r.snapshot))
         if old is None:
             continue
-        old_date, new_date = parse_release_date(old.date), parse_release_date(r.date)
+        old_date, new_date = instant(old.date), instant(r.date)
         if old_date is not None and new_date is not None and new_date < old_date:
+            what = f"{r.suite} Release" if r.suite else "repomd.xml"
             raise RepositoryError(
-                f"repo {r.name!r} {r.suite} ({r.arch}): Release dated {r.date} is older than the {old.date} "
-                f"recorded in {LOCK_NAME}: refusing a rollback",
+                f"repo {r.name!r} ({r.arch}): {what} dated {new_date:%Y-%m-%d %H:%M:%S} UTC is older than the "
+                f"{old_date:%Y-%m-%d %H:%M:%S} UTC recorded in {LOCK_NAME}: refusing a rollback",
                 hint="a mirror is serving stale metadata; to go back on purpose, change the snapshot id",
             )
 

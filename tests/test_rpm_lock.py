@@ -322,3 +322,22 @@ def test_damaged_solv_cache_is_rebuilt_with_the_same_answer(rpm_repos: dict[str,
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "snapshots.lock").read_bytes() == first
     assert all(p.stat().st_size > 64 for p in solvs)  # rebuilt
+
+
+def test_older_repomd_than_the_locked_one_is_refused_as_rollback(rpm_repos: dict[str, Path], tmp_path: Path) -> None:
+    """A mirror that serves an older repomd.xml (revision) at the URL and snapshot the lock already records
+    is replaying stale metadata: refused (exit 4), the lock untouched."""
+    repos = dict(rpm_repos)
+    repos["epel"] = epel = _copy_repo(rpm_repos["epel"], tmp_path / "epel")
+    cfg = write_config(tmp_path, repos, ["slurm-slurmd"])
+    assert lock(cfg, tmp_path / "c").returncode == 0
+    locked = (tmp_path / "snapshots.lock").read_bytes()
+    md = epel / "repodata" / "repomd.xml"
+    text = md.read_text()
+    older = text.replace("<revision>1732233600</revision>", "<revision>1700000000</revision>")
+    assert older != text
+    md.write_text(older)
+    res = lock(cfg, tmp_path / "c")
+    assert res.returncode == 4, res.stderr
+    assert "repomd.xml dated 2023-11-14 22:13:20 UTC is older than the 2024-11-22 00:00:00 UTC" in res.stderr
+    assert (tmp_path / "snapshots.lock").read_bytes() == locked
