@@ -1,5 +1,6 @@
 """Shared pytest fixtures.
 
+* ``loopback_server(handler)``: context manager running an HTTP handler on a free loopback port.
 * ``debian_http`` (session): serves the real Debian snapshot in ``../shared/data/debian-20261122``
   (``/debian`` and ``/debian-security``) on a free loopback port; yields ``http://127.0.0.1:PORT``.
   Skips when the data is absent.  Override the location with ``IMAGEBUILD_TEST_DEBIAN_DATA``.
@@ -11,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import os
@@ -34,15 +36,12 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="session")
-def debian_http() -> Iterator[str]:
-    """Base URL of a loopback HTTP server for the Debian snapshot data (``/debian``, ``/debian-security``)."""
-    if not (DEBIAN_DATA / "debian" / "dists").is_dir():
-        pytest.skip(f"Debian snapshot data not found at {DEBIAN_DATA} (set IMAGEBUILD_TEST_DEBIAN_DATA)")
-    handler = functools.partial(_QuietHandler, directory=str(DEBIAN_DATA))
+@contextlib.contextmanager
+def loopback_server(handler: Callable[..., http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Run `handler` on a free 127.0.0.1 port in a thread; yields ``http://127.0.0.1:PORT``."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="debian-http", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, name="loopback-http", daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -50,6 +49,15 @@ def debian_http() -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def debian_http() -> Iterator[str]:
+    """Base URL of a loopback HTTP server for the Debian snapshot data (``/debian``, ``/debian-security``)."""
+    if not (DEBIAN_DATA / "debian" / "dists").is_dir():
+        pytest.skip(f"Debian snapshot data not found at {DEBIAN_DATA} (set IMAGEBUILD_TEST_DEBIAN_DATA)")
+    with loopback_server(functools.partial(_QuietHandler, directory=str(DEBIAN_DATA))) as url:
+        yield url
 
 
 @pytest.fixture(scope="session", autouse=True)

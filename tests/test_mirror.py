@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from apt_oracle import AptOracle, AptRepo, parse_status  # noqa: E402
+from conftest import loopback_server  # noqa: E402
 from rpmrepos import build_rpm_repos, missing_tools  # noqa: E402
 
 from imagebuild.bom import read_bom  # noqa: E402
@@ -76,16 +76,8 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 def serve(directory: Path, tamper: dict[str, bytes] | None = None) -> Iterator[str]:
     """Serve `directory` on loopback; `tamper` maps URL paths to the (wrong) bytes to send instead."""
     handler_cls = type("H", (_Handler,), {"tamper": dict(tamper or {})})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler_cls, directory=str(directory)))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with loopback_server(functools.partial(handler_cls, directory=str(directory))) as url:
+        yield url
 
 
 def run_lock(cfg: Path) -> None:

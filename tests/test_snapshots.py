@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import base64
 import http.server
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from conftest import loopback_server
 
 from imagebuild.errors import ConfigError, RepositoryError
 from imagebuild.snapshots import (
@@ -132,16 +132,8 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 def snapshot_service(service: Service) -> Iterator[str]:
     """Run `service` on a free loopback port; yields its base URL."""
     handler = type("Handler", (_Handler,), {"service": service})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with loopback_server(handler) as url:
+        yield url
 
 
 @pytest.fixture
