@@ -18,6 +18,9 @@ def gc_paused() -> Iterator[None]:
     try:
         yield
     finally:
+        # what was built is kept for the rest of the run: move it out of the collector's sight, or the
+        # first collection after re-enabling scans all of it (~70 ms for a full Debian universe)
+        gc.freeze()
         if enabled:
             gc.enable()
 
