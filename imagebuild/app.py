@@ -588,4 +588,19 @@ def mirror(config: Config, roles: tuple[str, ...], repos: tuple[str, ...], out: 
         return r.url
 
     with log.step(f"mirroring into {out}"):
-        return mirror_mod.mirror(lock, targets, out, repo_url=repo_url, repos=set(repos) or None)
+        return mirror_mod.mirror(lock, targets, out, repo_url=repo_url, repos=set(repos) or None,
+                                 priorities=archive_priorities(lock, Cache()))
+
+
+def archive_priorities(lock: Lock, cache: Cache) -> dict[tuple[str, str, str], str]:
+    """The Priority the archive's Packages indices gave each deb package of the lock (its override can differ
+    from the .deb's own), from the indices the lock names, as far as the metadata cache still has them."""
+    from imagebuild.apt.packages import R_PRIORITY
+    from imagebuild.apt.repository import cached_records
+
+    out: dict[tuple[str, str, str], str] = {}
+    for sha in sorted({sha for r in lock.repos if r.suite for _, sha in r.indices}):
+        for rec in cached_records(cache, sha) or ():
+            if rec[R_PRIORITY]:
+                out.setdefault((rec[R_NAME], rec[R_VERSION], rec[R_ARCH]), rec[R_PRIORITY])
+    return out

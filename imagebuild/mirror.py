@@ -31,7 +31,7 @@ import subprocess
 import tarfile
 import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
@@ -228,11 +228,24 @@ def _latest_release_date(sources: Iterable[LockedRepo]) -> str | None:
     return format_datetime(max(dates), usegmt=True)
 
 
-def _write_deb_repo(items: list[MirrorItem], blobs: dict[str, Path], dest: Path) -> None:
+Priorities = Mapping[tuple[str, str, str], str]  # (name, version, arch) -> the archive's Priority
+
+
+def _with_priority(control: str, priority: str) -> str:
+    """The control text with the archive's Priority (its override file can differ from what the .deb says;
+    `mmdebstrap --variant=minbase` selects by it)."""
+    lines = [ln for ln in control.splitlines() if not ln.startswith("Priority:")]
+    at = next((i + 1 for i, ln in enumerate(lines) if ln.startswith("Version:")), len(lines))
+    return "\n".join([*lines[:at], f"Priority: {priority}", *lines[at:]]) + "\n"
+
+
+def _write_deb_repo(items: list[MirrorItem], blobs: dict[str, Path], dest: Path, priorities: Priorities) -> None:
     stanzas = []
     for item in items:
         p = item.package
         control = deb_control(blobs[p.sha256].read_bytes(), item.what)
+        if (override := priorities.get((p.name, p.version, p.arch))) is not None:
+            control = _with_priority(control, override)
         fields = _control_fields(control)
         got = (fields.get("Package"), fields.get("Version"), fields.get("Architecture"))
         if got != (p.name, p.version, p.arch):
@@ -326,8 +339,10 @@ def _link(src: Path, dst: Path) -> None:
 
 
 def mirror(lock: Lock, targets: Iterable[LockedTarget], out: Path, *, repo_url: RepoUrl = lambda r: r.url,
-           fetch: Fetcher = default_fetch, repos: Collection[str] | None = None) -> MirrorResult:
-    """Mirror the files of `targets` (optionally only those of the named repos) into `out`."""
+           fetch: Fetcher = default_fetch, repos: Collection[str] | None = None,
+           priorities: Priorities | None = None) -> MirrorResult:
+    """Mirror the files of `targets` (optionally only those of the named repos) into `out`. `priorities`:
+    the archive's Priority per deb package, where it is known (else the .deb's own is used)."""
     items = plan(lock, targets, repos)
     if not items:
         raise ConfigError("nothing to mirror: the selected roles hold only base packages"
@@ -368,7 +383,7 @@ def mirror(lock: Lock, targets: Iterable[LockedTarget], out: Path, *, repo_url: 
             for item in group:
                 _link(blobs[item.package.sha256], dest / item.relpath)
             if group[0].family is Family.DEB:
-                _write_deb_repo(group, blobs, dest)
+                _write_deb_repo(group, blobs, dest, priorities or {})
             else:
                 _write_rpm_repo(group, dest)
             built.append(MirroredRepo(distro, group[0].family, repo_dir(out, distro), len(group)))

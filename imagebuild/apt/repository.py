@@ -161,6 +161,11 @@ def read_packages(repo: AptRepo, base: str, info: ReleaseInfo, release: Release,
     raise RepositoryError(f"{what}: no index file could be fetched ({last_error.message})")
 
 
+def cached_records(cache: Cache, sha256: str) -> list[Record] | None:
+    """The parsed records of a Packages index this cache has read before (by its sha256), or None."""
+    return _load_parsed(cache.derived_path("parsed", f"{sha256}-{_PARSED_FORMAT}"))
+
+
 def _load_parsed(path: object) -> list[Any] | None:
     try:
         with open(str(path), "rb") as f:
