@@ -127,7 +127,7 @@ class Distro:
     repos: tuple[AptRepo, ...]
     rpm_repos: tuple[RpmRepo, ...] = ()
     releasever: str = ""
-    modules: tuple[str, ...] = ()  # "module:stream" to enable, like `dnf module enable`
+    modules: tuple[str, ...] = ()  # "module:stream" / "!module": `dnf module enable` / `dnf module disable`
     exclude: tuple[str, ...] = ()  # dnf excludepkgs globs
     max_snapshot_skew_days: int = 7  # warn when this distro's repos sit on snapshots further apart
 
@@ -306,8 +306,9 @@ def _distro(file: Path, name: str, data: Any) -> Distro:
     if family is Family.RPM:
         modules = t.get("modules", list, ())
         for m in modules:
-            if not re.match(r"^[A-Za-z0-9_.+-]+:[A-Za-z0-9_.+-]+$", m):
-                raise t.error(t.key("modules"), f"{m!r} is not module:stream", hint="e.g. \"nvidia-driver:575-open\"")
+            if not re.match(r"^(?:[A-Za-z0-9_.+-]+:[A-Za-z0-9_.+-]+|![A-Za-z0-9_.+-]+)$", m):
+                raise t.error(t.key("modules"), f"{m!r} is not module:stream (enable) or !module (disable)",
+                              hint="e.g. \"nvidia-driver:575-open\" or \"!nvidia-driver\"")
         return Distro(name, family, arches, base, recommends, (), rpm_repos, t.get("releasever", str, required=True),
                       modules, t.get("exclude", list, ()), skew)
     return Distro(name, family, arches, base, recommends, repos, max_snapshot_skew_days=skew)

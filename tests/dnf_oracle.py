@@ -108,8 +108,12 @@ class DnfOracle:
             root.mkdir(parents=True)
         output = ""
         try:
-            if modules:
-                res = self._dnf(root, arch, ["module", "enable", *modules], exclude=exclude, repo_opts=repo_opts)
+            disable = [m[1:] for m in modules if m.startswith("!")]
+            enable = [m for m in modules if not m.startswith("!")]
+            for verb, names in (("disable", disable), ("enable", enable)):
+                if not names:
+                    continue
+                res = self._dnf(root, arch, ["module", verb, *names], exclude=exclude, repo_opts=repo_opts)
                 output += res.stdout + res.stderr
                 if res.returncode != 0:
                     return DnfResult(False, (), output)

@@ -69,6 +69,10 @@ CASES = [
     C("nvidia-open-575", "nvidia-open", modules=("nvidia-driver:575-open",)),
     C("nvidia-open-stale-epel", "nvidia-open", modules=("nvidia-driver:575-open",), exclude=("dkms-3.1.8*",)),
     C("driver-default-stream", "nvidia-driver", "cuda-drivers"),
+    C("driver-module-disabled", "nvidia-driver", modules=("!nvidia-driver",)),
+    C("others-with-driver-module-disabled", "slurm-slurmd", "libnccl", modules=("!nvidia-driver",)),
+    C("driver-hotfixes-module-disabled", "nvidia-driver", "cuda-drivers", modules=("!nvidia-driver",),
+      repo_opts={"cuda": {"module_hotfixes": "1"}}),
     C("driver-weak-multilib", "nvidia-driver", weak=True),
     C("driver-exact-pin", "nvidia-driver-3:565.57.01-1.el9", "nvidia-driver-cuda-3:565.57.01-1.el9"),
     C("fabricmanager-565", "nvidia-fabricmanager", "cuda-drivers", modules=("nvidia-driver:565-dkms",)),
@@ -144,7 +148,12 @@ def _config(tmp: Path, repos: dict[str, Path], c: Case, base: Path | None) -> Pa
     for rid in REPO_IDS:
         lines += ["[[distros.el9.repos]]", f'name = "{rid}"', f'url = "file://{repos[rid]}"']
         for k, v in c.repo_opts.get(rid, {}).items():
-            lines.append(f"{k} = {v}" if k == "priority" else f'{k} = ["{q.join(v.split())}"]')
+            if k == "priority":
+                lines.append(f"{k} = {v}")
+            elif k == "module_hotfixes":
+                lines.append(f"{k} = {'true' if v == '1' else 'false'}")
+            else:
+                lines.append(f'{k} = ["{q.join(v.split())}"]')
     lines += ["[roles.r]", 'distro = "el9"', f'packages = ["{q.join(c.packages)}"]']
     cfg = tmp / "imagebuild.toml"
     cfg.write_text("\n".join(lines) + "\n")

@@ -341,3 +341,10 @@ def test_older_repomd_than_the_locked_one_is_refused_as_rollback(rpm_repos: dict
     assert res.returncode == 4, res.stderr
     assert "repomd.xml dated 2023-11-14 22:13:20 UTC is older than the 2024-11-22 00:00:00 UTC" in res.stderr
     assert (tmp_path / "snapshots.lock").read_bytes() == locked
+
+
+def test_disabling_an_unknown_module_is_a_clear_error(rpm_repos: dict[str, Path], tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, rpm_repos, ["slurm-slurmd"], modules=["!nvidia-drivers"])
+    res = lock(cfg, tmp_path / "c")
+    assert res.returncode == 2 and "module 'nvidia-drivers' (to disable) does not exist" in res.stderr
+    assert "nvidia-driver" in res.stderr  # the hint lists the modules there are

@@ -93,8 +93,18 @@ class ModuleIndex:
                 self.defaults[str(data.get("module"))] = str(data["stream"])
 
     def active(self, enabled: Sequence[str]) -> set[tuple[str, str]]:
+        """The streams whose artifacts are visible: the default streams, then `module:stream` enables one
+        (replacing the default) and `!module` disables the module (none of its streams, as `dnf module
+        disable`: its artifacts are hidden, packages of the same names outside the module are not)."""
         chosen: dict[str, str] = dict(self.defaults)
         for spec in enabled:
+            if spec.startswith("!"):
+                module = spec[1:]
+                if not any(m == module for m, _ in self.artifacts):
+                    raise ConfigError(f"module {module!r} (to disable) does not exist in the configured repos",
+                                      hint="modules: " + ", ".join(sorted({m for m, _ in self.artifacts})))
+                chosen.pop(module, None)
+                continue
             module, stream = spec.split(":", 1)
             if (module, stream) not in self.artifacts:
                 have = sorted(s for m, s in self.artifacts if m == module)
