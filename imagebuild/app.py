@@ -238,7 +238,7 @@ def resolve_all(config: Config, cache: Cache | None = None) -> Lock:
 def _lock_rpm(distro: Distro, arch: str, roles: list[Role], config: Config, cache: Cache,
               resolved: dict[tuple[str, str], str]) -> tuple[list[LockedRepo], list[LockedTarget]]:
     from imagebuild.rpm.repository import read_repo
-    from imagebuild.rpm.resolver import RpmResolver
+    from imagebuild.rpm.resolver import ModuleNotActive, RpmResolver
 
     metadata, locked = [], []
     for repo in distro.rpm_repos:
@@ -261,6 +261,10 @@ def _lock_rpm(distro: Distro, arch: str, roles: list[Role], config: Config, cach
         with log.step(f"{role.name}/{arch}: resolving with libsolv"):
             try:
                 res = resolver.install([str(p) for p in role.packages])
+            except ModuleNotActive as e:
+                raise ConfigError(f"role {role.name!r} ({arch}): {e.message}",
+                                  hint=f"enable it for the distro: distros.{distro.name}.modules = "
+                                       f"[\"{e.module}:{e.stream or 'STREAM'}\"]") from None
             except UnknownPackage as e:
                 close = difflib.get_close_matches(e.chain[0], resolver.names(), n=3) if e.chain else []
                 hint = f"did you mean {', '.join(close)}?" if close else "check the name, the repos and the excludes"

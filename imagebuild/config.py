@@ -22,7 +22,9 @@ _REQUEST_RE = re.compile(
     r"(?:=(?P<version>[^\s/=]+)|/(?P<release>[A-Za-z0-9.+_-]+))?$"
 )
 RPM_ARCHES = frozenset({"x86_64", "aarch64", "ppc64le", "s390x"})
-_RPM_SPEC_RE = re.compile(r"^(?:/[A-Za-z0-9_.+:~^*?\[\]/-]+|[A-Za-z0-9_.+:~^*?\[\]-]+(?:\(.+\))?(?: [<>=]{1,2} \S+)?)$")
+_RPM_SPEC_RE = re.compile(r"^(?:/[A-Za-z0-9_.+:~^*?\[\]/-]+"  # a file path
+                          r"|@[A-Za-z0-9_.+-]+(?::[A-Za-z0-9_.+-]+)?(?:/[A-Za-z0-9_.+-]+)?"  # @module:stream/profile
+                          r"|[A-Za-z0-9_.+:~^*?\[\]-]+(?:\(.+\))?(?: [<>=]{1,2} \S+)?)$")  # NEVRA glob, provide
 DEB_ARCHES = frozenset({"amd64", "arm64", "armhf", "armel", "i386", "ppc64el", "s390x", "riscv64", "mips64el"})
 
 
@@ -473,6 +475,7 @@ def _role(file: Path, name: str, data: Any, distros: dict[str, Distro]) -> Role:
             if not _RPM_SPEC_RE.match(spec):
                 raise t.error(t.key("packages"), f"bad package spec {spec!r}",
                               hint="use a dnf spec: name, name-version, name-epoch:version-release, name.arch, "
+                                   "@module:stream/profile, "
                                    "a provide ('libcuda.so.1()(64bit)', 'dkms >= 3.1.8') or a file path")
             packages.append(PackageRequest(spec))
             continue

@@ -348,3 +348,14 @@ def test_disabling_an_unknown_module_is_a_clear_error(rpm_repos: dict[str, Path]
     res = lock(cfg, tmp_path / "c")
     assert res.returncode == 2 and "module 'nvidia-drivers' (to disable) does not exist" in res.stderr
     assert "nvidia-driver" in res.stderr  # the hint lists the modules there are
+
+
+def test_module_profile_requests_name_what_is_wrong(rpm_repos: dict[str, Path], tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, rpm_repos, ["@nvidia-driver:575-open/fm"])  # the default stream is latest-dkms
+    res = lock(cfg, tmp_path / "c")
+    assert res.returncode == 2, res.stderr
+    assert "stream '575-open' of module 'nvidia-driver' is not enabled" in res.stderr
+    assert 'distros.el9.modules = ["nvidia-driver:575-open"]' in res.stderr
+    cfg = write_config(tmp_path, rpm_repos, ["@nvidia-driver/nosuch"])
+    res = lock(cfg, tmp_path / "c")
+    assert res.returncode == 3 and "has no profile 'nosuch'" in res.stderr and "fm, ks" in res.stderr

@@ -20,6 +20,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import solv
 
@@ -34,7 +35,7 @@ _NS = {"r": "http://linux.duke.edu/metadata/repo"}
 #: Bump when what goes into a cached .solv changes (which files are loaded, and how).
 _SOLV_FORMAT = "1"
 #: Bump when module_documents keeps other keys.
-_MODULES_FORMAT = "1"
+_MODULES_FORMAT = "2"
 #: A cached .solv ends with the sha256 of the bytes before it: libsolv accepts some corrupted files
 #: silently (a flipped bit in a string), so the cache checks the whole file before handing it over.
 _TRAILER = 32
@@ -159,7 +160,7 @@ def _fetch_file(url: str, algo: str, digest: str, href: str, cache: Cache, what:
 
 def module_documents(md: RepoMetadata) -> list[dict[str, object]]:
     """The modulemd and modulemd-defaults documents of modules.yaml, reduced to the keys the resolver reads
-    (document; data: name, stream, module, artifacts.rpms) and cached as JSON next to the file: PyYAML
+    (document; data: name, stream, module, artifacts.rpms, profiles) and cached as JSON next to the file: PyYAML
     (import and parse) is slower than the rest of a warm lock's module handling."""
     if md.modules is None:
         return []
@@ -186,9 +187,15 @@ def module_documents(md: RepoMetadata) -> list[dict[str, object]]:
             continue
         data = doc.get("data") or {}
         rpms = (data.get("artifacts") or {}).get("rpms") or []
+        found = data.get("profiles")
+        raw_profiles: dict[Any, Any] = found if isinstance(found, dict) else {}
+        if doc["document"] == "modulemd":  # profile -> its rpm names
+            profiles = {str(k): [str(r) for r in ((v or {}).get("rpms") or [])] for k, v in raw_profiles.items()}
+        else:  # modulemd-defaults: stream -> its default profiles
+            profiles = {str(k): [str(p) for p in (v or [])] for k, v in raw_profiles.items()}
         docs.append({"document": doc["document"], "data": {
             "name": text(data.get("name")), "stream": text(data.get("stream")), "module": text(data.get("module")),
-            "artifacts": {"rpms": [str(r) for r in rpms]}}})
+            "artifacts": {"rpms": [str(r) for r in rpms]}, "profiles": profiles}})
     with contextlib.suppress(OSError):  # an unwritable cache costs the parse next time, nothing else
         write_atomic(cached, json.dumps(docs))
     return docs

@@ -80,7 +80,9 @@ class ModuleIndex:
 
     def __init__(self, documents: Iterable[dict]) -> None:  # type: ignore[type-arg]
         self.artifacts: dict[tuple[str, str], set[str]] = {}
+        self.profiles: dict[tuple[str, str], dict[str, set[str]]] = {}  # stream -> profile -> rpm names
         self.defaults: dict[str, str] = {}
+        self.default_profiles: dict[tuple[str, str], list[str]] = {}
         for doc in documents:
             if not isinstance(doc, dict):
                 continue
@@ -89,8 +91,14 @@ class ModuleIndex:
                 key = (str(data.get("name")), str(data.get("stream")))
                 rpms = ((data.get("artifacts") or {}).get("rpms")) or []
                 self.artifacts.setdefault(key, set()).update(str(r) for r in rpms)
-            elif doc.get("document") == "modulemd-defaults" and data.get("stream") is not None:
-                self.defaults[str(data.get("module"))] = str(data["stream"])
+                for profile, names in (data.get("profiles") or {}).items():
+                    self.profiles.setdefault(key, {}).setdefault(str(profile), set()).update(names)
+            elif doc.get("document") == "modulemd-defaults":
+                module = str(data.get("module"))
+                if data.get("stream") is not None:
+                    self.defaults[module] = str(data["stream"])
+                for stream, profiles in (data.get("profiles") or {}).items():
+                    self.default_profiles[(module, str(stream))] = [str(p) for p in profiles]
 
     def active(self, enabled: Sequence[str]) -> set[tuple[str, str]]:
         """The streams whose artifacts are visible: the default streams, then `module:stream` enables one
@@ -112,6 +120,34 @@ class ModuleIndex:
                                   hint=f"streams of {module}: {', '.join(have)}" if have else f"no module {module!r}")
             chosen[module] = stream
         return {(m, s) for m, s in chosen.items() if (m, s) in self.artifacts}
+
+    def profile_packages(self, spec: str, active: set[tuple[str, str]]) -> list[str]:
+        """The rpm names of `@module[:stream][/profile]` (dnf's module install spec): the stream must be the
+        active one (enabled in `modules`, or the default); no profile means the stream's default profiles."""
+        body = spec[1:]
+        body, _, profile = body.partition("/")
+        module, _, stream = body.partition(":")
+        current = next((s for m, s in active if m == module), None)
+        if not any(m == module for m, _ in self.artifacts):
+            raise UnknownPackage(f"no module {module!r} for argument: {spec}", (spec,))
+        if current is None or (stream and stream != current):
+            raise ModuleNotActive(spec, module, stream or None, current)
+        profiles = self.profiles.get((module, current), {})
+        wanted = [profile] if profile else self.default_profiles.get((module, current), [])
+        if not wanted or any(p not in profiles for p in wanted):
+            raise UnknownPackage(f"module {module}:{current} has no profile {profile or '(default)'!r} for argument: "
+                                 f"{spec} (profiles: {', '.join(sorted(profiles))})", (spec,))
+        return sorted(set().union(*(profiles[p] for p in wanted)))
+
+
+class ModuleNotActive(Unsatisfiable):
+    """`@module:stream/...` asks for a stream other than the one the distro has enabled."""
+
+    def __init__(self, spec: str, module: str, stream: str | None, current: str | None) -> None:
+        what = f"stream {stream!r} of module {module!r}" if stream else f"module {module!r}"
+        now = f"{module}:{current} is active" if current else f"{module} has no enabled or default stream"
+        super().__init__(f"{what} is not enabled for argument: {spec} ({now})", (spec,))
+        self.module, self.stream = module, stream
 
 
 def _artifact_key(nevra: str) -> str:
@@ -149,7 +185,8 @@ class RpmResolver:
         pool.addfileprovides()
         self._load_base(base)
         pool.createwhatprovides()
-        self._exclude(ModuleIndex(documents), modules, exclude)
+        self.modules = ModuleIndex(documents)
+        self._exclude(self.modules, modules, exclude)
 
     def _load_base(self, base: Sequence[BomEntry]) -> None:
         pool = self.pool
@@ -185,7 +222,7 @@ class RpmResolver:
 
         Only packages that a pattern or a module artifact can concern are looked at: with tens of thousands
         of packages a pass over all of them in Python costs more than the whole resolution."""
-        active = modules.active(enabled)
+        active = self.active_streams = modules.active(enabled)
         keep = set().union(*(modules.artifacts[k] for k in active)) if active else set()
         keep = {_artifact_key(a) for a in keep}
         every = {_artifact_key(a) for arts in modules.artifacts.values() for a in arts}
@@ -280,7 +317,11 @@ class RpmResolver:
     def install(self, specs: Sequence[str]) -> RpmResolution:
         pool = self.pool
         jobs = []
-        for spec in specs:
+        # `@module:stream/profile` is dnf's module install: the profile's packages, from the active stream
+        names = [n for spec in specs
+                 for n in (self.modules.profile_packages(spec, self.active_streams) if spec.startswith("@")
+                           else [spec])]
+        for spec in dict.fromkeys(names):
             sel = self._select(spec)
             if sel.isempty():
                 disabled = self._select(spec, solv.Selection.SELECTION_WITH_DISABLED).solvables()
