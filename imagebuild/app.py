@@ -495,8 +495,6 @@ def why(config: Config, package: str, role: str, arch: str | None) -> list[str]:
     return lines
 
 
-
-
 def parse_when(value: str | None) -> datetime:
     """`--at`: a snapshot id, a date, or an ISO 8601 UTC time; default now."""
     if value is None:

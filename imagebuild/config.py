@@ -326,10 +326,6 @@ def _rpm_repos(file: Path, where: str, data: Any) -> list[RpmRepo]:
     return [_rpm_repo(file, where, data)]
 
 
-def _bool(value: str) -> bool:
-    return value.strip().lower() in ("1", "yes", "true", "on")
-
-
 def _words(value: str | None) -> tuple[str, ...]:
     return tuple((value or "").replace(",", " ").split())
 
@@ -362,14 +358,14 @@ def parse_repofile(path: Path) -> list[RpmRepo]:
             scheme, sep, rest = url.partition("://")
             url = f"{scheme}{sep}{quote(sec.username, safe='')}:{quote(sec.password or '', safe='')}@{rest}"
         key = Path(sec.gpgkeys[0][len("file://"):]) if sec.gpgkeys and sec.gpgkeys[0].startswith("file://") else None
-        repo_gpgcheck = _bool(opts.get("repo_gpgcheck", "0"))
+        repo_gpgcheck = sec.flag("repo_gpgcheck")
         if repo_gpgcheck and key is None:
             raise ConfigError(f"{where}: repo_gpgcheck needs a local gpgkey (file://…)")
         try:
             priority, cost = int(opts.get("priority", "99")), int(opts.get("cost", "1000"))
         except ValueError:
             raise ConfigError(f"{where}: priority and cost must be integers") from None
-        repos.append(RpmRepo(sec.id, url, priority, cost, _bool(opts.get("module_hotfixes", "0")), key,
+        repos.append(RpmRepo(sec.id, url, priority, cost, sec.flag("module_hotfixes"), key,
                              repo_gpgcheck, _words(opts.get("exclude") or opts.get("excludepkgs")),
                              _words(opts.get("includepkgs"))))
     if not repos:

@@ -97,6 +97,11 @@ class DnfRepo:
     # every key of the section as written (secrets excluded), for the lock code to interpret
     options: tuple[tuple[str, str], ...] = ()
 
+    def flag(self, key: str, default: bool = False) -> bool:
+        """A yes/no option of the section (`1`, `yes`, `true`, `on` are yes), as dnf reads it."""
+        value = dict(self.options).get(key)
+        return default if value is None else _truth(value)
+
     def __repr__(self) -> str:
         return (f"DnfRepo(id={self.id!r}, baseurls={tuple(redact(u) for u in self.baseurls)!r}, "
                 f"mirrorlist={self.mirrorlist and redact(self.mirrorlist)!r}, "

@@ -51,7 +51,7 @@ class RepoMetadata:
     filelists: Path | None
     modules: Path | None  # plain YAML
     files: tuple[tuple[str, str], ...]  # (type, checksum) of what was used
-    solv_cache: Path | None = None  # where the parsed primary+filelists are cached; None: parse every time
+    solv_cache: Path | None = None  # the checked cache of the parsed primary+filelists; None: parse the XML
     module_docs: tuple[dict[str, object], ...] = ()  # modules.yaml, reduced (module_documents)
 
 
@@ -204,12 +204,13 @@ def module_documents(md: RepoMetadata) -> list[dict[str, object]]:
 def load_repo(pool: solv.Pool, md: RepoMetadata) -> solv.Repo:
     """Add the repo's packages (primary + filelists) to `pool`, from the cached .solv when there is a good one.
 
-    read_repo writes the .solv (a missing, truncated or corrupted one is rebuilt from the XML there), so the
-    pool is always filled from a .solv and a cold and a warm run intern the same strings in the same order
-    and cannot resolve differently; only when it could not be written (or is damaged since) is the XML
-    parsed here. Reads only. Priorities and file provides are not in the file: callers set those."""
+    read_repo checks the .solv against its trailer and writes it when missing, truncated or corrupted (and
+    sets `solv_cache` to None when it cannot), so the pool is always filled from a checked .solv and a cold
+    and a warm run intern the same strings in the same order and cannot resolve differently; only without
+    one is the XML parsed here. Reads only. Priorities and file provides are not in the file: callers set
+    those."""
     what = f"repo {md.repo.name!r} ({md.url})"
-    if md.solv_cache is None or not _valid_solv(md.solv_cache):
+    if md.solv_cache is None:
         repo = pool.add_repo(md.repo.name)
         _add_xml(repo, md, what)
         return repo
