@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import http.server
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from conftest import loopback_server
 
 from imagebuild.fetch import get
 
@@ -29,13 +30,8 @@ def _server(answer: str | None, seen: list[tuple[str, str | None]], name: str) -
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_server(Handler) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 def test_credentials_do_not_follow_a_redirect_to_another_host() -> None:

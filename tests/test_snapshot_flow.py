@@ -18,14 +18,14 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import loopback_server  # noqa: E402
 from rpmrepos import GLIBC, KERNELS, build_rpm_repos, missing_tools  # noqa: E402
 
 pytestmark = pytest.mark.skipif(bool(missing_tools()), reason=f"needs {' '.join(missing_tools())} to build RPMs")
@@ -72,14 +72,8 @@ def ark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(content.parent.parent)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/pulp/content"
-    finally:
-        server.shutdown()
-        server.server_close()
-    repos["cuda"]  # noqa: B018 - keep the build alive for the module
+    with loopback_server(functools.partial(Handler, directory=str(content.parent.parent))) as url:
+        yield f"{url}/pulp/content"
 
 
 @pytest.fixture(scope="module")
