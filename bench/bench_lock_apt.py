@@ -45,6 +45,7 @@ from apt_oracle import (  # noqa: E402
 )
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "debian-20261122"
+SNAPSHOT = "20261122T000000Z"  # when DEFAULT_DATA was captured: its Releases are valid then, not "now"
 COMPUTE = ["nvidia-driver", "nvidia-cuda-toolkit", "nvidia-smi", "rdma-core", "infiniband-diags",
            "ibverbs-providers", "slurmd", "munge", "openmpi-bin"]
 TARGET_COLD = 1.0
@@ -85,7 +86,8 @@ def write_config(d: Path, url: str, arch: str, base: str | None, recommends: boo
     q = json.dumps  # JSON strings are valid TOML basic strings for these values
     comps = "[" + ", ".join(q(c) for c in DEBIAN_COMPONENTS) + "]"
     cfg = d / "imagebuild.toml"
-    cfg.write_text(f"""[distros.bookworm]
+    cfg.write_text(f"""snapshot = {q(SNAPSHOT)}
+[distros.bookworm]
 family = "deb"
 arches = [{q(arch)}]
 base = {q(base or "none")}

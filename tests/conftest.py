@@ -29,6 +29,9 @@ DEBIAN_DATA = Path(
     os.environ.get("IMAGEBUILD_TEST_DEBIAN_DATA", REPO_ROOT.parent / "shared" / "data" / "debian-20261122")
 )
 MINBASE_STATUS = DEBIAN_DATA.parent / "bases" / "bookworm-minbase.status"
+# The instant DEBIAN_DATA was captured: every config that locks it says so, never "now" (its security,
+# updates and backports Releases carry a Valid-Until of 2026-11-27).
+DEBIAN_SNAPSHOT = "20261122T000000Z"
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
