@@ -1,6 +1,8 @@
 #!/bin/sh
-# Install what imagebuild needs on Debian 12 (run as root), and with --test what its tests need.
-# Idempotent: installs only what is missing.
+# Install imagebuild into .venv/ of this checkout (Debian 12/13, as root), and with --test what its tests need.
+# Idempotent: installs only what is missing. Never touches the system Python (PEP 668): the venv is created
+# from whatever python3 is first on PATH, with Debian's python3-venv installed when that python lacks venv.
+# Afterwards: .venv/bin/imagebuild, .venv/bin/python -m pytest (or `. .venv/bin/activate`).
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -17,16 +19,35 @@ if [ "${1:-}" = "--test" ]; then
     want createrepo_c createrepo-c  # ... their repodata (also modifyrepo_c)
     want dnf dnf                    # the oracle for rpm resolution
     want mmdebstrap mmdebstrap      # real Debian images from a mirror (slow tests)
+    want faketime faketime          # .ci/run: the suite again with the clock years ahead
 fi
-if [ -n "$need_apt" ]; then
+# a venv needs ensurepip; Debian ships it separately (python3-venv, and python3.X-venv on Debian 12)
+if [ ! -x .venv/bin/python ] && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    need_apt="$need_apt python3-venv"
+fi
+apt_install() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     # shellcheck disable=SC2086
-    apt-get install -y -qq --no-install-recommends $need_apt
+    apt-get install -y -qq --no-install-recommends "$@"
+}
+if [ -n "$need_apt" ]; then
+    # shellcheck disable=SC2086
+    apt_install $need_apt
 fi
 
-python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[test]"
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c '' 2>/dev/null; then
+    rm -rf .venv
+    if ! python3 -m venv .venv; then
+        # Debian 12: python3-venv alone may not carry this python's ensurepip wheels
+        rm -rf .venv
+        apt_install "python3-venv" "python$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')-venv"
+        python3 -m venv .venv
+    fi
+fi
+extra=""
+[ "${1:-}" = "--test" ] && extra="[test]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".$extra"
 # byte-compile as a regular install would (an editable one does not; with PYTHONDONTWRITEBYTECODE set,
 # every start would compile the sources again: ~0.25 s of each run)
-python3 -m compileall -q imagebuild
-command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+.venv/bin/python -m compileall -q imagebuild
