@@ -9,6 +9,7 @@ import difflib
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +43,12 @@ if TYPE_CHECKING:  # imported where used: every command pays for what it imports
     from imagebuild.mirror import MirrorResult
 
 BOM_DIR = "boms"
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str | None:
+    """A hint naming the known package names close to a misspelt `name` (one or two edits), if any."""
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.8)
+    return f"did you mean {', '.join(close)}?" if close else None
 
 
 def snapshot_time(snapshot: str | None) -> datetime:
@@ -266,8 +273,8 @@ def _lock_rpm(distro: Distro, arch: str, roles: list[Role], config: Config, cach
                                   hint=f"enable it for the distro: distros.{distro.name}.modules = "
                                        f"[\"{e.module}:{e.stream or 'STREAM'}\"]") from None
             except UnknownPackage as e:
-                close = difflib.get_close_matches(e.chain[0], resolver.names(), n=3) if e.chain else []
-                hint = f"did you mean {', '.join(close)}?" if close else "check the name, the repos and the excludes"
+                close = did_you_mean(e.chain[0], resolver.names()) if e.chain else None
+                hint = close or "check the name, the repos and the excludes"
                 raise ResolutionError(f"role {role.name!r} ({arch}): {e.message}", hint=hint) from None
             except Unsatisfiable as e:
                 raise ResolutionError(f"role {role.name!r} ({arch}): {e.message}", chain=e.chain[1:]) from None
@@ -397,8 +404,8 @@ def _resolve(universe: Universe, distro: Distro, role: str, arch: str, requests:
     except UnknownPackage as e:
         hint = None
         if e.chain:
-            close = difflib.get_close_matches(e.chain[0].split("=")[0].split("/")[0], universe.names(), n=3)
-            hint = f"did you mean {', '.join(close)}?" if close else "check the name and the configured repos"
+            hint = did_you_mean(e.chain[0].split("=")[0].split("/")[0], universe.names()) or \
+                "check the name and the configured repos"
         raise ResolutionError(f"role {role!r} ({arch}): {e.message}", chain=e.chain, hint=hint) from None
     except Unsatisfiable as e:
         raise ResolutionError(f"role {role!r} ({arch}): {e.message}", chain=e.chain) from None
@@ -499,7 +506,7 @@ def parse_when(value: str | None) -> datetime:
     """`--at`: a snapshot id, a date, or an ISO 8601 UTC time; default now."""
     if value is None:
         return datetime.now(UTC)
-    for fmt in ("%Y%m%dT%H%M%SZ", "%Y-%m-%d", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S"):
+    for fmt in ("%Y%m%dT%H%M%SZ", "%Y%m%dT%H%M%S", "%Y-%m-%d", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S"):
         try:
             return datetime.strptime(value, fmt).replace(tzinfo=UTC)
         except ValueError:
@@ -541,7 +548,7 @@ def rewrite_repo_file(path: Path, snapshot: str, provider: Provider | None, *, s
     from imagebuild.repofiles import RepoFileKind, detect_kind, rewrite
     from imagebuild.snapshots import validate_id
 
-    validate_id(snapshot, where="--snapshot")
+    snapshot = validate_id(snapshot, where="--snapshot")
     kind = detect_kind(path)
     if provider is None:
         provider = Provider.PULP if kind is RepoFileKind.DNF_REPO else Provider.DEBIAN

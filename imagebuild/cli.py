@@ -84,6 +84,7 @@ def _relock(config: Config, snapshot_id: str | None, dry_run: bool, fmt: str, op
     if snapshot_id is not None:
         old = config.snapshot
         config = app.with_snapshot(config, snapshot_id, option)
+        snapshot_id = config.snapshot  # canonical (Pulp's bare form gains its Z)
         log.info(f"snapshot {old} -> {snapshot_id}" if old else f"snapshot {snapshot_id}")
         for note in app.own_snapshots(config):
             log.info(note)

@@ -242,7 +242,7 @@ def load_config(path: Path) -> Config:
     top = _Table(path, "", raw, {"snapshot", "distros", "roles"})
     snapshot = top.get("snapshot", str, None)
     if snapshot is not None:
-        validate_id(snapshot, where=f"{path}: snapshot")
+        snapshot = validate_id(snapshot, where=f"{path}: snapshot")
     distros_t = _Table(path, "distros", top.get("distros", dict, {}), set(top.get("distros", dict, {})))
     distros = {name: _distro(path, name, data) for name, data in distros_t.data.items()}
     if not distros:
@@ -445,7 +445,7 @@ def _checked_url(t: _Table, key: str, url: str, *, local: bool = True) -> str:
 def _snapshot_settings(t: _Table, url: str) -> SnapshotSettings:
     snapshot = t.get("snapshot", str, None)
     if snapshot is not None:
-        validate_id(snapshot, where=f"{t.file}: {t.key('snapshot')}")
+        snapshot = validate_id(snapshot, where=f"{t.file}: {t.key('snapshot')}")
     provider_s = t.get("snapshot-provider", str, None)
     provider = parse_provider(provider_s, where=f"{t.file}: {t.key('snapshot-provider')}") if provider_s else None
     if provider is Provider.TEMPLATE and "{snapshot}" not in url:

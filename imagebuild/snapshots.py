@@ -27,7 +27,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 from imagebuild.errors import ConfigError, RepositoryError
 from imagebuild.fetch import get, redact
 
-SNAPSHOT_RE = re.compile(r"^\d{8}T\d{6}Z$")
+SNAPSHOT_RE = re.compile(r"^\d{8}T\d{6}Z?$")
 _ID_FORMAT = "%Y%m%dT%H%M%SZ"
 # A path segment holding a snapshot id: with `Z` (Debian/Ubuntu services) or without (Pulp).
 _ID_SEGMENT = re.compile(r"(?<=/)\d{8}T\d{6}Z?(?=/|$)")
@@ -58,18 +58,18 @@ def parse_provider(value: str, *, where: str = "snapshot-provider") -> Provider:
 
 
 def validate_id(snapshot: str, *, where: str = "snapshot") -> str:
-    """`snapshot` if it is a well-formed id of a real instant, else a ConfigError naming `where`."""
-    parse_id(snapshot, where=where)
-    return snapshot
+    """The canonical form (`…Z`) of a well-formed id of a real instant, else a ConfigError naming `where`.
+    Pulp's bare form (`20250301T000000`, what ark's index lists) is the same UTC instant."""
+    return format_id(parse_id(snapshot, where=where))
 
 
 def parse_id(snapshot: str, *, where: str = "snapshot") -> datetime:
-    """The UTC instant of a snapshot id."""
-    hint = "a UTC time written YYYYMMDDTHHMMSSZ, e.g. 20261122T000000Z"
+    """The UTC instant of a snapshot id, written with or without the trailing `Z`."""
+    hint = "a UTC time written YYYYMMDDTHHMMSSZ (or Pulp's YYYYMMDDTHHMMSS), e.g. 20261122T000000Z"
     if not SNAPSHOT_RE.match(snapshot):
         raise ConfigError(f"{where}: {snapshot!r} is not a snapshot id", hint=hint)
     try:
-        return datetime.strptime(snapshot, _ID_FORMAT).replace(tzinfo=UTC)
+        return datetime.strptime(snapshot.removesuffix("Z"), _ID_FORMAT[:-1]).replace(tzinfo=UTC)
     except ValueError:
         raise ConfigError(f"{where}: {snapshot!r} is not a valid date and time", hint=hint) from None
 
@@ -101,7 +101,7 @@ def find_snapshot_segment(url: str) -> str | None:
 def replace_snapshot_segment(url: str, snapshot: str) -> str | None:
     """The URL with its (last) snapshot path segment moved to `snapshot`, keeping its style (`Z` or Pulp's
     bare form); None when the URL has no such segment."""
-    validate_id(snapshot)
+    snapshot = validate_id(snapshot)
     parts = urlsplit(url)
     matches = list(_ID_SEGMENT.finditer(parts.path))
     if not matches:
@@ -158,7 +158,7 @@ def snapshot_url(provider: Provider, url: str, snapshot: str, *, service: str | 
     a URL already on a snapshot keeps its host and only moves to the new id, so this is idempotent.
     Credentials in `url` are carried over (callers redact for display).
     """
-    validate_id(snapshot)
+    snapshot = validate_id(snapshot)
     if provider is Provider.APT_NATIVE:
         return url
     if provider is Provider.TEMPLATE:

@@ -173,3 +173,13 @@ def test_older_release_than_the_locked_one_is_refused_as_rollback(project: Path,
     assert res.returncode == 4, res.stderr
     assert "refusing a rollback" in res.stderr
     assert snapshot_outputs(project) == before
+
+
+def test_did_you_mean_names_only_close_matches() -> None:
+    from imagebuild.app import did_you_mean
+
+    # the names real bookworm offered for a typo'd `rdma-coer` before: only the one-edit match belongs
+    names = ["rdma-core", "xracer", "mate-core", "rdma-core-dev", "librdmacm1"]
+    assert did_you_mean("rdma-coer", names) == "did you mean rdma-core?"
+    assert did_you_mean("slurmdd", ["slurmd", "slurmctld", "slurm-client"]) == "did you mean slurmd?"
+    assert did_you_mean("zzz", names) is None

@@ -155,7 +155,10 @@ def test_ids_round_trip_and_validate() -> None:
     assert parse_id("20261122T093015Z") == datetime(2026, 11, 22, 9, 30, 15, tzinfo=UTC)
     assert format_id(datetime(2026, 11, 22, 10, 30, tzinfo=timezone(timedelta(hours=1)))) == "20261122T093000Z"
     assert pulp_segment(ID) == "20261122T000000"
-    for bad in ("2026-11-22", "20261122T000000", "20261322T000000Z", "20261122t000000z", ""):
+    # Pulp/ark's bare form (what a user copies from the ark index) is the same UTC instant, canonicalised
+    assert validate_id("20261122T000000") == ID and pulp_segment("20261122T000000") == "20261122T000000"
+    assert parse_id("20261122T093015") == parse_id("20261122T093015Z")
+    for bad in ("2026-11-22", "20261122T0000", "20261322T000000Z", "20261322T000000", "20261122t000000z", ""):
         with pytest.raises(ConfigError) as e:
             validate_id(bad, where="imagebuild.toml: snapshot")
         assert e.value.hint and "YYYYMMDDTHHMMSSZ" in e.value.hint
