@@ -122,10 +122,6 @@ class Resolver:
                 return dep_type, group
         return None
 
-    def policy_broken(self, v: Version) -> bool:
-        return self.recommends and any(
-            t == DepType.RECOMMENDS and not self.group_satisfied(g) for t, g in v.deps)
-
     # -- marking (pkgDepCache::MarkInstall and helpers) ------------------------------------------
 
     def _state_change(self, name: str, v: Version, reason: Reason) -> None:
@@ -533,11 +529,18 @@ class Resolver:
             assert release is not None
             self.set_candidate_release(v, release, [v])
             self.mark_install(v.name, False, 0, True, Reason(None, "", v.name))
-        for name in sorted({v.name for _, v in selected}, key=lambda n: self.u[n].id):
-            iv = self.inst.get(name)
-            if iv is not None and self.broken(iv) is None and not self.policy_broken(iv):
+        # TryToInstall::doAutoInstall: since apt 2.5.3 (bookworm's 2.6, trixie's 3.0) the auto-install
+        # pass visits the requests in command-line order (verset is a VersionVector, deduplicated by
+        # version keeping the first; apt commit e1f3323 "Respect users pkg order"), not in package-id
+        # order as APT::PackageSet did. That order decides whose Recommends see whose providers already
+        # marked. Since 2.5.2 (e481022) it also runs MarkInstall(P, true) on every request, broken or
+        # not: a protected request still walks its deps to propagate protection.
+        seen: set[int] = set()
+        for _, v in selected:
+            if id(v) in seen:
                 continue
-            self.mark_install(name, True, 0, True, Reason(None, "", name))
+            seen.add(id(v))
+            self.mark_install(v.name, True, 0, True, Reason(None, "", v.name))
         return self._result([v.name for _, v in selected])
 
     def _result(self, requested: list[str]) -> Resolution:
