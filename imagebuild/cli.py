@@ -237,6 +237,58 @@ def why(state: _State, package: str, role: str, arch: str | None) -> None:
         click.echo(line)
 
 
+@cli.command("bake")
+@click.option("--role", "roles", multiple=True, help="Only this role (repeatable; default: every role).")
+@click.option("--arch", default=None, help="Only this architecture (default: every locked arch).")
+@click.option("--target", "target", type=click.Choice(["packer", "rootfs", "all"]), default="all", show_default=True,
+              help="packer: templates (+ bundles); rootfs: root filesystem tarballs without Packer.")
+@click.option("--build", is_flag=True, help="Also run the build (packer build / mmdebstrap / dnf --installroot).")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Where packer/ and images/ go (default: next to the config).")
+@click.pass_obj
+def bake_cmd(state: _State, roles: tuple[str, ...], arch: str | None, target: str, build: bool,
+             out: Path | None) -> None:
+    """Render Packer templates and provisioning bundles from the lock (never re-resolving); --build builds."""
+    from imagebuild import bake
+
+    result = bake.bake(state.config(), roles, arch, bake.Target(target), build, out)
+    for rel in result.written:
+        log.info(f"wrote {rel}")
+    log.info(f"{len(result.written)} files written, {result.unchanged} unchanged")
+    for rel in result.built:
+        click.echo(f"built {rel}")
+
+
+@cli.command("verify")
+@click.option("--role", required=True, help="Role whose locked BOM to compare with.")
+@click.option("--arch", required=True, help="Architecture of the image.")
+@click.option("--rootfs", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="A built root filesystem tarball (its dpkg status / rpmdb is read).")
+@click.option("--installed", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="A captured `dpkg-query -W -f …` / `rpm -qa --qf …` list.")
+@click.pass_obj
+def verify_cmd(state: _State, role: str, arch: str, rootfs: Path | None, installed: Path | None) -> None:
+    """Does a built image hold exactly the lock's BOM? Exit 0 equal, 1 drift (listed)."""
+    from imagebuild import bake, verify
+    from imagebuild.bomdiff import render_text
+
+    if (rootfs is None) == (installed is None):
+        raise ConfigError("give exactly one of --rootfs TAR or --installed FILE")
+    config = state.config()
+    lock = bake.fresh_lock(config)
+    target = lock.target(role, arch)
+    if target is None:
+        raise DriftError(f"{LOCK_NAME} has no {role}-{arch}", hint="check --role/--arch, or run `imagebuild lock`")
+    family = Family(target.family)
+    actual = verify.installed_from_rootfs(rootfs, family) if rootfs is not None else \
+        verify.installed_from_list(installed)  # type: ignore[arg-type]
+    diff = verify.compare(target.bom(), actual, family)
+    if verify.has_drift(diff):
+        click.echo(render_text(diff), nl=False)
+        raise DriftError(f"{rootfs or installed}: the installed packages differ from the lock's BOM of {target.key}")
+    click.echo(f"{target.key}: {len(actual)} packages, equal to the lock")
+
+
 def main(argv: list[str] | None = None) -> Any:
     try:
         return cli.main(args=argv, prog_name="imagebuild", standalone_mode=False)

@@ -164,11 +164,71 @@ class PackageRequest:
         return f"{s}/{self.release}" if self.release else s
 
 
+class Builder(StrEnum):
+    """The Packer builders a node image can be made with."""
+
+    QEMU = "qemu"
+    OPENSTACK = "openstack"
+    AMAZON_EBS = "amazon-ebs"
+    DOCKER = "docker"
+
+
+class ShipRepos(StrEnum):
+    """Which repo files the built image keeps."""
+
+    SNAPSHOT = "snapshot"  # the lock's snapshot repos, credential-free
+    DISABLED = "disabled"  # the same files, disabled
+    NONE = "none"  # no repo files at all
+
+
+# Per builder: the settings `[roles.R.image]` may carry (key -> TOML type) and which of them are required.
+# They become Packer variables (defaults = these values); anything secret comes from the environment instead.
+BUILDER_SETTINGS: dict[Builder, dict[str, type]] = {
+    Builder.QEMU: {"disk_size": str, "memory": int, "cpus": int, "ssh_username": str, "accelerator": str,
+                   "format": str, "headless": bool, "ssh_timeout": str},
+    Builder.OPENSTACK: {"flavor": str, "networks": list, "ssh_username": str, "security_groups": list,
+                        "floating_ip_network": str, "availability_zone": str, "image_name": str},
+    Builder.AMAZON_EBS: {"instance_type": str, "region": str, "ssh_username": str, "owners": list,
+                         "subnet_id": str, "volume_size": int, "ami_name": str},
+    Builder.DOCKER: {},
+}
+BUILDER_REQUIRED: dict[Builder, tuple[str, ...]] = {
+    Builder.QEMU: ("source-checksum",), Builder.OPENSTACK: ("flavor",),
+    Builder.AMAZON_EBS: ("instance_type", "region"), Builder.DOCKER: (),
+}
+SettingValue = str | int | bool | tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """`[roles.R.image]`: how the node image of a role is built."""
+
+    builder: Builder
+    source: str  # qemu: image URL; openstack: image name; amazon-ebs: AMI name filter; docker: image reference
+    source_checksum: str | None = None  # qemu: "sha256:…" or "file:URL"
+    hold: bool = True
+    ship_repos: ShipRepos = ShipRepos.SNAPSHOT
+    settings: tuple[tuple[str, SettingValue], ...] = ()  # sorted builder settings
+
+
+@dataclass(frozen=True)
+class User:
+    """A fixed system account of `[users]`: the same ids on every image, created before any package."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str = "/nonexistent"
+    shell: str = "/usr/sbin/nologin"
+    groups: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Role:
     name: str
     distro: str
     packages: tuple[PackageRequest, ...]
+    image: ImageSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +237,7 @@ class Config:
     snapshot: str | None
     distros: dict[str, Distro]
     roles: dict[str, Role]
+    users: tuple[User, ...] = ()
 
     @property
     def root(self) -> Path:
@@ -239,7 +300,7 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read: {e}") from None
-    top = _Table(path, "", raw, {"snapshot", "distros", "roles"})
+    top = _Table(path, "", raw, {"snapshot", "distros", "roles", "users"})
     snapshot = top.get("snapshot", str, None)
     if snapshot is not None:
         snapshot = validate_id(snapshot, where=f"{path}: snapshot")
@@ -251,7 +312,88 @@ def load_config(path: Path) -> Config:
     roles = {name: _role(path, name, data, distros) for name, data in roles_t.data.items()}
     if not roles:
         raise top.error("roles", "no roles configured", hint="add a [roles.NAME] table")
-    return Config(path=path, snapshot=snapshot, distros=distros, roles=roles)
+    users_t = _Table(path, "users", top.get("users", dict, {}), set(top.get("users", dict, {})))
+    users = tuple(_user(path, name, data) for name, data in sorted(users_t.data.items()))
+    uids = [u.uid for u in users]
+    for u in users:
+        if uids.count(u.uid) > 1:
+            raise users_t.error(f"users.{u.name}.uid", f"uid {u.uid} is given to two users",
+                                hint="every fixed account needs its own uid")
+    return Config(path=path, snapshot=snapshot, distros=distros, roles=roles, users=users)
+
+
+_ACCOUNT_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+-]*$")
+# what may reach a rendered file (HCL, shell data, repo files) from a builder setting: printable, one line
+_SAFE_TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f`$\\\"']*$")
+
+
+def _user(file: Path, name: str, data: Any) -> User:
+    t = _Table(file, f"users.{name}", data, {"uid", "gid", "home", "shell", "groups"})
+    if not _ACCOUNT_RE.match(name):
+        raise t.error(f"users.{name}", f"{name!r} is not a valid account name",
+                      hint="lowercase letters, digits, _ and -, starting with a letter or _, at most 32")
+    ids = {}
+    for key in ("uid", "gid"):
+        value = t.get(key, int, required=True)
+        if not 1 <= value <= 65533:
+            raise t.error(t.key(key), f"{value} is out of range", hint="1 to 65533 (0 is root, 65534 nobody)")
+        ids[key] = value
+    home, shell = t.get("home", str, "/nonexistent"), t.get("shell", str, "/usr/sbin/nologin")
+    for key, value in (("home", home), ("shell", shell)):
+        if not _PATH_RE.match(value):
+            raise t.error(t.key(key), f"{value!r} is not an absolute path of plain characters")
+    groups = t.get("groups", list, ())
+    for g in groups:
+        if not _ACCOUNT_RE.match(g):
+            raise t.error(t.key("groups"), f"{g!r} is not a valid group name")
+    return User(name, ids["uid"], ids["gid"], home, shell, groups)
+
+
+def _image(file: Path, where: str, data: Any) -> ImageSpec:
+    builder_s = _Table(file, where, data, set(data) if isinstance(data, dict) else set()).get(
+        "builder", str, required=True)
+    try:
+        builder = Builder(builder_s)
+    except ValueError:
+        raise ConfigError(f"{file}: {where}.builder: unknown builder {builder_s!r}",
+                          hint="one of " + ", ".join(b.value for b in Builder)) from None
+    kinds = BUILDER_SETTINGS[builder]
+    t = _Table(file, where, data, {"builder", "source", "source-checksum", "hold", "ship-repos", *kinds})
+    for key in BUILDER_REQUIRED[builder]:
+        if key not in t.data:
+            raise t.error(t.key(key), f"missing: the {builder} builder needs it")
+    source = _safe_text(t, "source", t.get("source", str, required=True))
+    if builder is Builder.QEMU and urlsplit(source).scheme not in ("http", "https", "file"):
+        raise t.error(t.key("source"), f"{source!r} is not an image URL", hint="http(s):// or file:// of a cloud image")
+    checksum = t.get("source-checksum", str, None)
+    if checksum is not None and not re.match(r"^(?:(?:sha256|sha512):[0-9a-f]{64,128}|file:\S+|none)$", checksum):
+        raise t.error(t.key("source-checksum"), f"{checksum!r} is not a checksum",
+                      hint="sha256:<hex>, sha512:<hex> or file:<URL of a SHA256SUMS>")
+    ship_s = t.get("ship-repos", str, ShipRepos.SNAPSHOT.value)
+    try:
+        ship = ShipRepos(ship_s)
+    except ValueError:
+        raise t.error(t.key("ship-repos"), f"unknown value {ship_s!r}",
+                      hint="one of " + ", ".join(s.value for s in ShipRepos)) from None
+    settings: list[tuple[str, SettingValue]] = []
+    for key, kind in sorted(kinds.items()):
+        if key in t.data:
+            value = t.get(key, kind)
+            for text in (value if isinstance(value, tuple) else (value,)):
+                if isinstance(text, str):
+                    _safe_text(t, key, text)
+            settings.append((key, value))
+    return ImageSpec(builder, source, checksum, t.get("hold", bool, True), ship, tuple(settings))
+
+
+def _safe_text(t: _Table, key: str, value: str) -> str:
+    """A config string that is rendered into HCL, shell data or repo files: one printable line without
+    quotes, backslashes, backticks or `$` (nothing a template could turn into code)."""
+    if not value or not _SAFE_TEXT_RE.match(value):
+        raise t.error(t.key(key), f"{value!r}: quotes, backslashes, backticks, $ and control characters are not "
+                                  "allowed here", hint="a plain value: a URL, a name, a size")
+    return value
 
 
 def _resolve_path(config: Path, value: str) -> Path:
@@ -459,7 +601,7 @@ def _snapshot_settings(t: _Table, url: str) -> SnapshotSettings:
 
 
 def _role(file: Path, name: str, data: Any, distros: dict[str, Distro]) -> Role:
-    t = _Table(file, f"roles.{name}", data, {"distro", "packages"})
+    t = _Table(file, f"roles.{name}", data, {"distro", "packages", "image"})
     if not _NAME_RE.match(name):
         raise t.error(f"roles.{name}", "invalid role name", hint="lowercase letters, digits, . + -")
     distro = t.get("distro", str, required=True)
@@ -485,4 +627,5 @@ def _role(file: Path, name: str, data: Any, distros: dict[str, Distro]) -> Role:
         packages.append(req)
     if not packages:
         raise t.error(t.key("packages"), "must list at least one package")
-    return Role(name, distro, tuple(packages))
+    image = _image(file, t.key("image"), t.data["image"]) if "image" in t.data else None
+    return Role(name, distro, tuple(packages), image)
