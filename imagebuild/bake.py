@@ -567,12 +567,13 @@ def _mmdebstrap(bundle: Path, target: LockedTarget, out: Path, env: dict[str, st
         fd = os.open(netrc / "imagebuild.conf", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "a") as f:
             f.write(f"machine {machine} login {user} password {password}\n")
-    # every locked package pinned (the custom variant installs exactly these, Essential ones first)
+    # every locked package pinned: the essential variant installs the Essential set first (the essential hook then
+    # creates the fixed accounts), then these in one apt transaction; verify proves nothing else came in
     include = [f"{p.name}{':' + p.arch if p.arch not in ('all', target.arch) else ''}={p.version}"
                for p in sorted(target.packages, key=lambda p: (p.name, p.arch))]
     script = shlex.quote(str(bundle / "provision.sh"))
     suite = next((line.split()[4] for line in sources.read_text().splitlines() if line.startswith("deb ")), "stable")
-    _run([mm, "--mode=root", "--variant=custom", f"--architectures={target.arch}", "--format=tar", "--quiet",
+    _run([mm, "--mode=root", "--variant=essential", f"--architectures={target.arch}", "--format=tar", "--quiet",
           "--include=" + ",".join(include),
           "--aptopt=Acquire::Check-Valid-Until \"false\"", "--aptopt=Acquire::Languages \"none\"",
           f"--aptopt=Dir::Etc::netrcparts \"{netrc}\"",
