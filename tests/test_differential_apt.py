@@ -11,8 +11,10 @@ arch, base none or minbase, recommends on/off), runs ``imagebuild lock`` and com
                    exactly that set) and that honours the requests (``pkg=ver`` pins, real names).
 
 Cases: the GPU compute / login / control roles on amd64 and arm64 x base none/minbase x recommends
-off/on; bookworm-backports pinning (NotAutomatic/ButAutomaticUpgrades); exact-version requests; a
-removal and a downgrade of base packages; and single-package requests drawn with a fixed seed from
+off/on; recommends-on mixes of GPU, graphics and compute packages (``gpu-gfx-*``: the NVIDIA driver,
+CUDA, VDPAU/VA-API and the HPC stack) given in both request orders, where apt's answer depends on
+the order; bookworm-backports pinning (NotAutomatic/ButAutomaticUpgrades); exact-version requests;
+a removal and a downgrade of base packages; and single-package requests drawn with a fixed seed from
 bookworm main.  The arm64 "minbase" is the amd64 minbase status with ``Architecture: amd64``
 rewritten to ``arm64`` (same archive state; a realistic arm64 base for both tools).
 
@@ -163,6 +165,56 @@ EXACT_CASES = [
 ]
 
 
+# Recommends-on mixes of GPU, graphics and compute packages.  apt >= 2.5.3 (bookworm's apt 2.6)
+# visits the requests in command-line order in its auto-install pass, so an or-group Recommends is
+# satisfied when an *earlier* request's chain already marked a provider.  The shape in bookworm:
+# libvdpau1 Recommends "vdpau-driver-all | vdpau-driver"; nvidia-vdpau-driver Provides vdpau-driver
+# and is marked by nvidia-driver (Depends) or xserver-xorg-video-nvidia (Recommends); libvdpau1 is
+# reached through nvidia-cuda-toolkit -> nvidia-cuda-dev Recommends libvdpau-dev -> libvdpau1.  When
+# the libvdpau1 request/chain comes first, vdpau-driver-all is marked (with mesa-vdpau-drivers,
+# libvdpau-va-gl1 and libva2's "va-driver-all | va-driver": 10 more packages on amd64, 7 on arm64,
+# which has no Intel VA drivers); when the NVIDIA chain comes first it is not.  Checked with real
+# apt in both orders; every "<a>" / "<a>-rev" id pair below differs, the "-any-order" cases don't
+# (nvidia-vdpau-driver or mesa-vdpau-drivers is requested explicitly, or nothing reaches libvdpau1).
+_HPC = ("rdma-core", "infiniband-diags", "slurmd", "munge", "openmpi-bin")
+_COMPUTE_CUDA_FIRST = ("nvidia-cuda-toolkit", "nvidia-driver") + tuple(
+    p for p in ROLES["compute"]["amd64"] if p not in ("nvidia-driver", "nvidia-cuda-toolkit"))
+
+GPU_GFX_CASES = [
+    # the compute role with CUDA before the driver: apt adds the vdpau-driver-all chain that the
+    # role order (role-compute-ARCH-BASE-rec) doesn't
+    Case("gpu-gfx-compute-cuda-first-amd64-minbase-rec", "amd64", "minbase", True, _COMPUTE_CUDA_FIRST,
+         "compute", note="vs role-compute-amd64-minbase-rec: +vdpau-driver-all chain"),
+    Case("gpu-gfx-compute-cuda-first-arm64-none-rec", "arm64", "none", True, _COMPUTE_CUDA_FIRST,
+         "compute", note="vs role-compute-arm64-none-rec: +vdpau-driver-all chain"),
+    Case("gpu-gfx-driver-cuda-amd64-none-rec", "amd64", "none", True, ("nvidia-driver", "nvidia-cuda-toolkit")),
+    Case("gpu-gfx-driver-cuda-rev-amd64-none-rec", "amd64", "none", True,
+         ("nvidia-cuda-toolkit", "nvidia-driver"), note="+vdpau-driver-all chain"),
+    Case("gpu-gfx-vdpaudev-hpc-xorgnv-amd64-minbase-rec", "amd64", "minbase", True,
+         ("libvdpau-dev", *_HPC, "xserver-xorg-video-nvidia"), "compute", note="+vdpau-driver-all chain"),
+    Case("gpu-gfx-vdpaudev-hpc-xorgnv-rev-amd64-minbase-rec", "amd64", "minbase", True,
+         ("xserver-xorg-video-nvidia", *reversed(_HPC), "libvdpau-dev"), "compute"),
+    Case("gpu-gfx-cudadev-xorgnv-arm64-minbase-rec", "arm64", "minbase", True,
+         ("nvidia-cuda-dev", "xserver-xorg-video-nvidia"), note="+vdpau-driver-all chain"),
+    Case("gpu-gfx-cudadev-xorgnv-rev-arm64-minbase-rec", "arm64", "minbase", True,
+         ("xserver-xorg-video-nvidia", "nvidia-cuda-dev")),
+    Case("gpu-gfx-cudadev-libcuda-driver-amd64-none-rec", "amd64", "none", True,
+         ("nvidia-cuda-dev", "libcuda1", "nvidia-driver"), note="+vdpau-driver-all chain"),
+    Case("gpu-gfx-cudadev-libcuda-driver-rev-amd64-none-rec", "amd64", "none", True,
+         ("nvidia-driver", "libcuda1", "nvidia-cuda-dev")),
+    Case("gpu-gfx-vdpau-va-hpc-any-order-arm64-none-rec", "arm64", "none", True,
+         ("libva-dev", "vdpau-driver-all", "mesa-vdpau-drivers", "nvidia-vdpau-driver", *_HPC), "compute"),
+    Case("gpu-gfx-va-xorgnv-hpc-any-order-arm64-minbase-rec", "arm64", "minbase", True,
+         ("libva-dev", "xserver-xorg-video-nvidia", *_HPC), "compute"),
+]
+# id -> the id of the same request set in the other order, for the summary's order report
+GPU_GFX_TWINS = {
+    "gpu-gfx-compute-cuda-first-amd64-minbase-rec": "role-compute-amd64-minbase-rec",
+    "gpu-gfx-compute-cuda-first-arm64-none-rec": "role-compute-arm64-none-rec",
+    **{c.id: c.id.replace("-rev-", "-", 1) for c in GPU_GFX_CASES if "-rev-" in c.id},
+}
+
+
 @functools.cache
 def _main_package_names(arch: str) -> tuple[str, ...]:
     """Sorted, unique package names of bookworm main/binary-ARCH (empty when the data is absent)."""
@@ -201,7 +253,7 @@ def _random_cases(n_amd64: int = 26, n_arm64: int = 10) -> list[Case]:
     return out
 
 
-CASES: list[Case] = _role_cases() + BACKPORTS_CASES + EXACT_CASES + _random_cases()
+CASES: list[Case] = _role_cases() + GPU_GFX_CASES + BACKPORTS_CASES + EXACT_CASES + _random_cases()
 
 
 # -- fixtures ----------------------------------------------------------------------------------
@@ -230,6 +282,24 @@ def minbase(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 _OUTCOMES: collections.Counter[str] = collections.Counter()
 _TIMES: dict[str, list[float]] = collections.defaultdict(list)
 _DETAILS: list[str] = []
+_APT_SETS: dict[str, frozenset[Pkg] | None] = {}  # case id -> apt's set (None: apt gave up)
+
+
+def _order_report() -> list[str]:
+    """For the gpu-gfx cases whose twin (same requests, other order) also ran: does apt differ?"""
+    out = []
+    for cid, twin in GPU_GFX_TWINS.items():
+        if cid not in _APT_SETS or twin not in _APT_SETS:
+            continue
+        a, b = _APT_SETS[cid], _APT_SETS[twin]
+        if a is None or b is None:
+            verdict = "apt gives up in " + " and ".join(x for x, r in ((cid, a), (twin, b)) if r is None)
+        elif a == b:
+            verdict = "same set"
+        else:
+            verdict = f"order matters: +{len(a - b)} -{len(b - a)} vs the other order"
+        out.append(f"{cid} vs {twin}: {verdict}")
+    return out
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -243,7 +313,7 @@ def _summary(request: pytest.FixtureRequest) -> Iterator[None]:
     for k, ts in sorted(_TIMES.items()):
         mean = sum(ts) / len(ts)
         lines.append(f"  time {k:<35} total {sum(ts):7.1f}s  mean {mean:5.2f}s  max {max(ts):5.2f}s")
-    lines += ["  " + d for d in _DETAILS]
+    lines += ["  " + d for d in _DETAILS + _order_report()]
     tr = request.config.pluginmanager.getplugin("terminalreporter")
     capman = request.config.pluginmanager.getplugin("capturemanager")
     if tr is None or capman is None:
@@ -433,6 +503,22 @@ def test_oracle_arm64(debian_http: str, oracle: AptOracle, minbase: dict[str, Pa
     assert ("rdma-core", "44.0-2", "arm64") in r.packages
 
 
+def test_oracle_request_order_changes_recommends(debian_http: str, oracle: AptOracle) -> None:
+    """apt 2.6's auto-install pass follows the command-line order: with nvidia-driver first, its
+    nvidia-vdpau-driver (Provides vdpau-driver) satisfies libvdpau1's "vdpau-driver-all |
+    vdpau-driver" Recommends (reached via nvidia-cuda-toolkit -> nvidia-cuda-dev -> libvdpau-dev);
+    with nvidia-cuda-toolkit first, apt takes vdpau-driver-all and its chain (the gpu-gfx pairs)."""
+    repos = debian_repos(debian_http)
+    fwd = oracle.simulate(repos, "amd64", None, True, ["nvidia-driver", "nvidia-cuda-toolkit"])
+    rev = oracle.simulate(repos, "amd64", None, True, ["nvidia-cuda-toolkit", "nvidia-driver"])
+    assert not fwd.failed and not rev.failed, fwd.describe() + rev.describe()
+    assert fwd.packages is not None and rev.packages is not None
+    assert fwd.packages < rev.packages
+    extra = {n for n, _, _ in rev.packages - fwd.packages}
+    assert {"vdpau-driver-all", "mesa-vdpau-drivers", "libvdpau-va-gl1", "va-driver-all"} <= extra, extra
+    assert {"nvidia-vdpau-driver", "libvdpau1", "libvdpau-dev"} <= {n for n, _, _ in fwd.packages}
+
+
 # -- the differential cases ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -455,6 +541,7 @@ def test_lock_matches_apt(case: Case, debian_http: str, oracle: AptOracle, minba
         t = time.monotonic()
         apt = oracle.simulate(repos, case.arch, base_path, case.recommends, case.packages)
         _TIMES["apt-get -s install"].append(time.monotonic() - t)
+        _APT_SETS[case.id] = apt.packages
         kind = "apt-fails" if apt.failed else "apt-ok"
         if future is None:
             _OUTCOMES[f"{kind} (oracle only)"] += 1
@@ -498,10 +585,21 @@ def test_lock_matches_apt(case: Case, debian_http: str, oracle: AptOracle, minba
 
 
 def test_case_count() -> None:
-    """The suite keeps its breadth (role matrix + backports + exact + >= 30 random cases)."""
+    """The suite keeps its breadth (role matrix + gpu-gfx + backports + exact + >= 30 random cases)."""
     n_random = sum(c.id.startswith("rand-") for c in CASES)
     assert len({c.id for c in CASES}) == len(CASES), "duplicate case ids"
     if _main_package_names("amd64"):
         assert n_random >= 30
-    print(f"\n{len(CASES)} differential cases: {len(_role_cases())} role, {len(BACKPORTS_CASES)} backports, "
-          f"{len(EXACT_CASES)} exact/base-change, {n_random} random (seed {SEED})")
+    ids = {c.id for c in CASES}
+    assert len(GPU_GFX_CASES) == 12 and all(c.id.startswith("gpu-gfx-") and c.recommends for c in GPU_GFX_CASES)
+    assert {(c.arch, c.base) for c in GPU_GFX_CASES} == {(a, b) for a in ARCHES for b in ("none", "minbase")}
+    assert all(k in ids and v in ids for k, v in GPU_GFX_TWINS.items()), "gpu-gfx twin ids"
+    by_id = {c.id: c for c in CASES}
+    for k, v in GPU_GFX_TWINS.items():  # a twin is the same request set, arch and base in another order
+        a, b = by_id[k], by_id[v]
+        assert (sorted(a.packages), a.arch, a.base, a.recommends) == (sorted(b.packages), b.arch, b.base,
+                                                                      b.recommends), (k, v)
+        assert a.packages != b.packages, (k, v)
+    print(f"\n{len(CASES)} differential cases: {len(_role_cases())} role, {len(GPU_GFX_CASES)} gpu-gfx, "
+          f"{len(BACKPORTS_CASES)} backports, {len(EXACT_CASES)} exact/base-change, "
+          f"{n_random} random (seed {SEED})")
