@@ -231,7 +231,7 @@ def _dnf_repo(r: BundleRepo, keys_dir: str, *, enabled: bool = True) -> str:
     assert isinstance(r.config, RpmRepo)
     c = r.config
     lines = [f"[{r.name}]", f"name={r.name} (imagebuild snapshot)", f"baseurl={r.urls[0][1]}",
-             f"enabled={1 if enabled else 0}", f"gpgcheck={1 if r.key is not None else 0}",
+             f"enabled={1 if enabled else 0}", f"gpgcheck={1 if c.gpgcheck else 0}",
              f"repo_gpgcheck={1 if c.repo_gpgcheck else 0}", f"priority={c.priority}", f"cost={c.cost}"]
     if r.key is not None:
         lines.append(f"gpgkey=file://{keys_dir}/{r.name}.asc")
@@ -248,6 +248,8 @@ def _dnf_conf(distro: Distro) -> str:
     return "\n".join([
         "[main]", "reposdir=@BUILD@/repos.d", "cachedir=@BUILD@/cache", "keepcache=0", "gpgcheck=1", "best=True",
         "installonly_limit=3", f"install_weak_deps={distro.recommends}", "skip_if_unavailable=False",
+        # an empty installroot has no os-release to read the platform from (RHEL-likes: platform:elN)
+        f"module_platform_id=platform:el{distro.releasever.split('.')[0]}",
         "excludepkgs=" + " ".join(distro.exclude) if distro.exclude else "# no excludes", "",
     ])
 

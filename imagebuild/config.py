@@ -106,6 +106,7 @@ class RpmRepo:
     exclude: tuple[str, ...]
     includepkgs: tuple[str, ...]
     snap: SnapshotSettings = SnapshotSettings()
+    gpgcheck: bool = True  # dnf's gpgcheck: package signatures, checked when an image is built from the repo
 
     def raw_url(self, arch: str, releasever: str) -> str:
         """The URL for `arch` with dnf's variables filled in, not yet on a snapshot."""
@@ -509,7 +510,7 @@ def parse_repofile(path: Path) -> list[RpmRepo]:
             raise ConfigError(f"{where}: priority and cost must be integers") from None
         repos.append(RpmRepo(sec.id, url, priority, cost, sec.flag("module_hotfixes"), key,
                              repo_gpgcheck, _words(opts.get("exclude") or opts.get("excludepkgs")),
-                             _words(opts.get("includepkgs"))))
+                             _words(opts.get("includepkgs")), gpgcheck=sec.flag("gpgcheck", True)))
     if not repos:
         raise ConfigError(f"{path}: no enabled repositories")
     return repos
@@ -517,7 +518,7 @@ def parse_repofile(path: Path) -> list[RpmRepo]:
 
 def _rpm_repo(file: Path, where: str, data: Any) -> RpmRepo:
     t = _Table(file, where, data, {"name", "url", "priority", "cost", "module_hotfixes", "gpgkey", "repo_gpgcheck",
-                                   "exclude", "includepkgs", *_SNAPSHOT_KEYS})
+                                   "gpgcheck", "exclude", "includepkgs", *_SNAPSHOT_KEYS})
     name = t.get("name", str, required=True)
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]*$", name):
         raise t.error(t.key("name"), f"{name!r} is not a valid repo id")
@@ -529,7 +530,8 @@ def _rpm_repo(file: Path, where: str, data: Any) -> RpmRepo:
         raise t.error(t.key("gpgkey"), "repo_gpgcheck = true needs a gpgkey")
     return RpmRepo(name, url, t.get("priority", int, 99), t.get("cost", int, 1000),
                    t.get("module_hotfixes", bool, False), gpgkey, repo_gpgcheck,
-                   t.get("exclude", list, ()), t.get("includepkgs", list, ()), _snapshot_settings(t, url))
+                   t.get("exclude", list, ()), t.get("includepkgs", list, ()), _snapshot_settings(t, url),
+                   t.get("gpgcheck", bool, True))
 
 
 def _apt_repo(file: Path, where: str, data: Any) -> AptRepo:
