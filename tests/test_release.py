@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from imagebuild.apt.release import check_validity, parse_release, verify_signature
+from imagebuild.apt.release import check_validity, parse_release
 from imagebuild.errors import RepositoryError
+from imagebuild.openpgp import verify_signature
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "debian-20261122"
 SECURITY = DATA / "debian-security" / "dists" / "bookworm-security" / "InRelease"

@@ -62,9 +62,10 @@ if str(REPO_ROOT) not in sys.path:  # also when run as a script
 
 from imagebuild.apt.packages import mention_order, parse_stanzas  # noqa: E402
 from imagebuild.apt.repository import PackagesIndex, ReleaseInfo  # noqa: E402
-from imagebuild.apt.resolver import Resolver, Unsatisfiable  # noqa: E402
+from imagebuild.apt.resolver import Resolver  # noqa: E402
 from imagebuild.apt.universe import Universe  # noqa: E402
 from imagebuild.config import PackageRequest  # noqa: E402
+from imagebuild.resolution import Unsatisfiable  # noqa: E402
 
 CASES_DIR = Path(__file__).resolve().parent / "data" / "resolver"
 APT_GET = None if os.environ.get("IMAGEBUILD_TABLE_NO_APT") == "1" else shutil.which("apt-get")

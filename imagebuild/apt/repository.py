@@ -13,11 +13,12 @@ from datetime import datetime
 from typing import Any
 
 from imagebuild.apt.packages import Record, decompress, mention_order, parse_stanzas
-from imagebuild.apt.release import Release, check_validity, parse_release, verify_signature
+from imagebuild.apt.release import Release, check_validity, parse_release
 from imagebuild.config import AptRepo
 from imagebuild.errors import RepositoryError
 from imagebuild.fetch import Cache, NotFound, fetch, redact
 from imagebuild.fsutil import gc_paused, write_atomic
+from imagebuild.openpgp import verify_signature
 
 COMPRESSIONS = (".xz", ".gz", ".bz2", "")
 _PARSED_FORMAT = "records-v2"

@@ -15,31 +15,9 @@ from imagebuild.apt.packages import Group, Relation
 from imagebuild.apt.universe import CRITICAL, NEGATIVE, DepType, Universe, Version
 from imagebuild.config import PackageRequest
 from imagebuild.debversion import satisfies
+from imagebuild.resolution import Reason, UnknownPackage, Unsatisfiable
 
 MAX_DEPTH = 3000
-
-
-@dataclass(frozen=True)
-class Reason:
-    """Why a package is in the result: requested by the user, or the edge `parent --type--> group`."""
-
-    parent: str | None  # None: requested
-    dep_type: str
-    relation: str
-
-    def __str__(self) -> str:
-        return "requested" if self.parent is None else f"{self.parent} {self.dep_type}: {self.relation}"
-
-
-class Unsatisfiable(Exception):
-    def __init__(self, message: str, chain: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
-        self.message = message
-        self.chain = chain
-
-
-class UnknownPackage(Unsatisfiable):
-    pass
 
 
 @dataclass(frozen=True)

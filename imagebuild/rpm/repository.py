@@ -24,11 +24,11 @@ from typing import Any
 
 import solv
 
-from imagebuild.apt.release import verify_signature
 from imagebuild.config import RpmRepo
 from imagebuild.errors import RepositoryError
 from imagebuild.fetch import Cache, NotFound, fetch, redact
 from imagebuild.fsutil import write_atomic
+from imagebuild.openpgp import verify_signature
 
 _NS = {"r": "http://linux.duke.edu/metadata/repo"}
 

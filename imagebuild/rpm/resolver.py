@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import solv
 
-from imagebuild.apt.resolver import Reason, UnknownPackage, Unsatisfiable
 from imagebuild.bom import BomEntry
 from imagebuild.errors import ConfigError
+from imagebuild.resolution import Reason, UnknownPackage, Unsatisfiable
 from imagebuild.rpm.repository import RepoMetadata, load_repo
 
 # dnf.conf's default installonlypkgs

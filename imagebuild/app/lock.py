@@ -1,14 +1,11 @@
-"""The application layer: wires config, repositories, resolver, lock and BOM files together.
-
-This is the only layer (besides the CLI) that touches the network, the output files and the terminal.
-"""
+"""`lock` and `lock --check`: every role × arch resolved against the repositories, into snapshots.lock and
+boms/. The only place the lock is made; the other commands read it."""
 
 from __future__ import annotations
 
 import difflib
 import hashlib
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -16,15 +13,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imagebuild import log
+from imagebuild.app.snapshot import resolve_snapshot, snapshot_time
 from imagebuild.apt.packages import FIELDS, R_ARCH, R_NAME, R_STATUS, R_VERSION, Record, parse_stanzas
 from imagebuild.apt.release import Release
 from imagebuild.apt.release import parse_date as parse_release_date
 from imagebuild.apt.repository import PackagesIndex, ReleaseInfo, read_packages, read_release
-from imagebuild.apt.resolver import Resolution, Resolver, UnknownPackage, Unsatisfiable
+from imagebuild.apt.resolver import Resolution, Resolver
 from imagebuild.apt.universe import Universe
 from imagebuild.bom import read_bom, render_bom
-from imagebuild.config import Config, Distro, Family, Role, RpmRepo, SnapshotSettings
-from imagebuild.errors import ConfigError, DriftError, RepositoryError, ResolutionError
+from imagebuild.config import Config, Distro, Family, Role, SnapshotSettings
+from imagebuild.errors import ConfigError, RepositoryError, ResolutionError
 from imagebuild.fetch import Cache, redact
 from imagebuild.fsutil import write_atomic
 from imagebuild.lockfile import (
@@ -36,11 +34,11 @@ from imagebuild.lockfile import (
     read_lock,
     render_lock,
 )
-from imagebuild.snapshots import Provider
+from imagebuild.resolution import UnknownPackage, Unsatisfiable
 
 if TYPE_CHECKING:  # imported where used: every command pays for what it imports at start-up
     from imagebuild.bomdiff import TreeDiff
-    from imagebuild.mirror import MirrorResult
+
 
 BOM_DIR = "boms"
 
@@ -49,13 +47,6 @@ def did_you_mean(name: str, known: Iterable[str]) -> str | None:
     """A hint naming the known package names close to a misspelt `name` (one or two edits), if any."""
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.8)
     return f"did you mean {', '.join(close)}?" if close else None
-
-
-def snapshot_time(snapshot: str | None) -> datetime:
-    """The instant metadata must be valid at: the snapshot's, or now for floating repos without one."""
-    from imagebuild.snapshots import parse_id
-
-    return datetime.now(UTC) if snapshot is None else parse_id(snapshot)
 
 
 def inputs_digest(config: Config) -> str:
@@ -192,26 +183,6 @@ def _locked_packages(res: Resolution, universe: Universe) -> tuple[LockedPackage
     return tuple(out)
 
 
-def resolve_snapshot(repo: str, snap: SnapshotSettings, url: str, configured: str | None,
-                     resolved: dict[tuple[str, str], str]) -> str | None:
-    """The snapshot a repo is really locked at. Providers that can be asked (snapshot.debian.org and
-    snapshot.ubuntu.com redirect an instant to the snapshot holding it; Pulp lists its snapshots) turn
-    the configured id, an instant, into the id of the newest snapshot at or before it; the lock records
-    that one. Other repos are at the configured id (or floating: None)."""
-    if configured is None or not snap.askable:
-        return configured
-    key = (url, configured)
-    if key not in resolved:
-        from imagebuild.snapshots import latest
-
-        assert snap.provider is not None
-        with log.step(f"{repo}: snapshot at {configured}"):
-            resolved[key] = latest(snap.provider, url, snapshot_time(configured), service=snap.service)
-        if resolved[key] != configured:
-            log.info(f"{repo}: snapshot {configured} is {resolved[key]} on the service")
-    return resolved[key]
-
-
 def resolve_all(config: Config, cache: Cache | None = None) -> Lock:
     cache = cache or Cache()
     releases: dict[tuple[str, str], tuple[ReleaseInfo, Release]] = {}
@@ -310,55 +281,6 @@ def skew_warnings(config: Config, lock: Lock) -> list[str]:
                        f"{spread.days} days apart (max-snapshot-skew-days = {d.max_snapshot_skew_days}): a package of "
                        "the newer one may need versions the older one lacks")
     return out
-
-
-def own_snapshots(config: Config) -> list[str]:
-    """What a new top-level snapshot does not move: repos with their own id, and floating repos."""
-    notes = []
-    moved = False
-    for dname, d in sorted(config.distros.items()):
-        for r in d.all_repos:
-            if r.snap.snapshot is not None:
-                notes.append(f"distros.{dname}: repo {r.name!r} keeps its own snapshot {r.snap.snapshot}")
-            elif r.snapshot_for(config.snapshot) is not None:
-                moved = True
-    if not moved:
-        notes.append("no repo is on the top-level snapshot (no snapshot-provider or {snapshot} URL): "
-                     "the new id only changes the time Release files must be valid at")
-    return notes
-
-
-def with_snapshot(config: Config, snapshot: str, option: str = "--snapshot") -> Config:
-    """The config re-pointed at another global snapshot id (repos with their own `snapshot` keep theirs)."""
-    from dataclasses import replace
-
-    from imagebuild.snapshots import validate_id
-
-    return replace(config, snapshot=validate_id(snapshot, where=option))
-
-
-_TOP_SNAPSHOT = re.compile(r"""^(snapshot\s*=\s*)("[^"\n]*"|'[^'\n]*')""", re.M)
-
-
-def set_config_snapshot(path: Path, snapshot: str) -> bool:
-    """Record a bumped snapshot in imagebuild.toml itself (the top-level value only; every other byte
-    stays), so the lock written from it stays current for `lock --check`."""
-    import tomllib
-
-    text = path.read_text(encoding="utf-8")
-    head_end = m.start() if (m := re.search(r"^\s*\[", text, re.M)) else len(text)
-    found = _TOP_SNAPSHOT.search(text, 0, head_end)
-    if found is not None:
-        new = text[:found.start()] + f'{found.group(1)}"{snapshot}"' + text[found.end():]
-    else:
-        new = f'snapshot = "{snapshot}"\n' + text
-    try:
-        if tomllib.loads(new).get("snapshot") != snapshot:
-            raise ValueError("the top-level snapshot key was not where it was looked for")
-    except (tomllib.TOMLDecodeError, ValueError) as e:
-        raise ConfigError(f"{path}: cannot set snapshot = \"{snapshot}\" in it ({e})",
-                          hint="set it by hand; the lock was written for it") from None
-    return write_atomic(path, new)
 
 
 def lock_diff(previous: Lock | None, new: Lock) -> TreeDiff:
@@ -465,151 +387,3 @@ def check(config: Config) -> list[str]:
         except OSError:
             problems.append(f"{rel} is missing")
     return problems
-
-
-def why(config: Config, package: str, role: str, arch: str | None) -> list[str]:
-    lock = read_lock(config.root / LOCK_NAME)
-    if role not in config.roles:
-        raise ConfigError(f"unknown role {role!r}", hint=f"roles: {', '.join(sorted(config.roles))}")
-    targets = [t for t in lock.targets if t.role == role and (arch is None or t.arch == arch)]
-    if not targets:
-        raise ConfigError(f"the lock has no entry for role {role!r}" + (f" on {arch}" if arch else ""),
-                          hint="run `imagebuild lock`")
-    lines: list[str] = []
-    for t in targets:
-        by_name = {p.name: p for p in t.packages}
-        p = by_name.get(package)
-        if p is None:
-            raise DriftError(f"{package} is not in the {t.role} image on {t.arch}")
-        lines.append(f"{t.role}/{t.arch}: {p.name} {p.version} {p.arch}")
-        if p.dep_type == "base":
-            lines.append("  part of the base image")
-            continue
-        chain: list[LockedPackage] = []
-        seen: set[str] = set()
-        cur: LockedPackage | None = p
-        while cur is not None and cur.name not in seen:
-            seen.add(cur.name)
-            chain.append(cur)
-            cur = by_name.get(cur.required_by) if cur.required_by else None
-        for depth, link in enumerate(reversed(chain)):
-            pad = "  " + "   " * depth
-            if link.required_by is None:
-                lines.append(f"{pad}{link.name} {link.version}  (requested: {link.relation})")
-            else:
-                edge = f"{link.required_by} {link.dep_type}: {link.relation}"
-                lines.append(f"{pad}└─ {link.name} {link.version}  ({edge})")
-    return lines
-
-
-def parse_when(value: str | None) -> datetime:
-    """`--at`: a snapshot id, a date, or an ISO 8601 UTC time; default now."""
-    if value is None:
-        return datetime.now(UTC)
-    for fmt in ("%Y%m%dT%H%M%SZ", "%Y%m%dT%H%M%S", "%Y-%m-%d", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S"):
-        try:
-            return datetime.strptime(value, fmt).replace(tzinfo=UTC)
-        except ValueError:
-            continue
-    raise ConfigError(f"--at {value!r}: not a time", hint="e.g. 20261101T000000Z, 2026-11-01 or 2026-11-01T06:00:00Z")
-
-
-def latest_snapshots(config: Config, only: str | None, at: datetime) -> list[tuple[str, str, str]]:
-    """(distro, repo, newest snapshot id at or before `at`) for every repo whose provider can be asked."""
-    from imagebuild.snapshots import latest
-
-    out = []
-    seen = set()
-    for dname, d in sorted(config.distros.items()):
-        for r in d.all_repos:
-            seen.add(r.name)
-            if only is not None and r.name != only:
-                continue
-            if r.snap.provider is None or not r.snap.askable:
-                if only is not None:
-                    raise ConfigError(f"repo {only!r} has no snapshot-provider that can be asked",
-                                      hint="set snapshot-provider = \"debian\", \"ubuntu\" or \"pulp\"")
-                continue
-            url = r.raw_url(d.arches[0], d.releasever) if isinstance(r, RpmRepo) else r.raw_url(d.arches[0])
-            with log.step(f"{r.name}: latest snapshot"):
-                out.append((dname, r.name, latest(r.snap.provider, url, at, service=r.snap.service)))
-    if only is not None and only not in seen:
-        raise ConfigError(f"no repo named {only!r}", hint=f"repos: {', '.join(sorted(seen))}")
-    if not out:
-        raise ConfigError("no repo has a snapshot-provider that can be asked (debian, ubuntu or pulp)",
-                          hint="set snapshot-provider on the repos in imagebuild.toml")
-    return out
-
-
-def rewrite_repo_file(path: Path, snapshot: str, provider: Provider | None, *, service: str | None,
-                      strip_credentials: bool, disable_third_party: bool,
-                      baseurls: dict[str, str]) -> tuple[str, tuple[str, ...]]:
-    """`repo rewrite` for one file: (new text, notes). Nothing is written here."""
-    from imagebuild.repofiles import RepoFileKind, detect_kind, rewrite
-    from imagebuild.snapshots import validate_id
-
-    snapshot = validate_id(snapshot, where="--snapshot")
-    kind = detect_kind(path)
-    if provider is None:
-        provider = Provider.PULP if kind is RepoFileKind.DNF_REPO else Provider.DEBIAN
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a UTF-8 text file") from None
-    result = rewrite(text, kind, snapshot, provider, source=str(path), strip_credentials=strip_credentials,
-                     service=service, disable_third_party=disable_third_party,
-                     baseurls=baseurls if kind is RepoFileKind.DNF_REPO else None)
-    return result.text, result.notes
-
-
-def mirror(config: Config, roles: tuple[str, ...], repos: tuple[str, ...], out: Path) -> MirrorResult:
-    """`imagebuild mirror`: the locked files of `roles` (all by default), from `repos` (all by default)."""
-    from imagebuild import mirror as mirror_mod
-
-    lock = read_lock(config.root / LOCK_NAME)
-    if lock.inputs_digest != inputs_digest(config):
-        log.warn(f"{LOCK_NAME} is stale against {config.path.name}; mirroring what the lock names")
-    for r in roles:
-        if r not in config.roles:
-            raise ConfigError(f"unknown role {r!r}", hint=f"roles: {', '.join(sorted(config.roles))}")
-    targets = [t for t in lock.targets if not roles or t.role in roles]
-    known_repos = {r.name for r in lock.repos}
-    for name in repos:
-        if name not in known_repos:
-            raise ConfigError(f"the lock has no repo {name!r}", hint=f"repos: {', '.join(sorted(known_repos))}")
-
-    def repo_url(r: LockedRepo) -> str:
-        """The URL to download from: the configured one (it may carry credentials) when it is still the
-        one the lock was made from, else the lock's own."""
-        d = config.distros.get(r.distro)
-        for repo in d.all_repos if d is not None else ():
-            if repo.name != r.name:
-                continue
-            assert d is not None
-            url = (repo.url_for(r.arch, r.snapshot, d.releasever) if isinstance(repo, RpmRepo)
-                   else repo.url_for(r.arch, r.snapshot))
-            if lock_url(config, url) == r.url:
-                return url
-        if r.url.startswith("file:") and not r.url.startswith("file://"):
-            return f"file://{config.root}/{r.url[len('file:'):]}"
-        return r.url
-
-    with log.step(f"mirroring into {out}"):
-        return mirror_mod.mirror(lock, targets, out, repo_url=repo_url, repos=set(repos) or None,
-                                 priorities=archive_priorities(lock, Cache()))
-
-
-def archive_priorities(lock: Lock, cache: Cache) -> dict[tuple[str, str, str], str]:
-    """The Priority the archive's Packages indices gave each deb package of the lock (its override can differ
-    from the .deb's own), from the indices the lock names, as far as the metadata cache still has them."""
-    from imagebuild.apt.packages import R_PRIORITY
-    from imagebuild.apt.repository import cached_records
-
-    out: dict[tuple[str, str, str], str] = {}
-    for sha in sorted({sha for r in lock.repos if r.suite for _, sha in r.indices}):
-        for rec in cached_records(cache, sha) or ():
-            if rec[R_PRIORITY]:
-                out.setdefault((rec[R_NAME], rec[R_VERSION], rec[R_ARCH]), rec[R_PRIORITY])
-    return out

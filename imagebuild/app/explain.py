@@ -1,0 +1,42 @@
+"""`why`: the dependency chain that put a package into an image, from the lock alone (no resolving)."""
+
+from __future__ import annotations
+
+from imagebuild.config import Config
+from imagebuild.errors import ConfigError, DriftError
+from imagebuild.lockfile import LOCK_NAME, LockedPackage, read_lock
+
+
+def why(config: Config, package: str, role: str, arch: str | None) -> list[str]:
+    lock = read_lock(config.root / LOCK_NAME)
+    if role not in config.roles:
+        raise ConfigError(f"unknown role {role!r}", hint=f"roles: {', '.join(sorted(config.roles))}")
+    targets = [t for t in lock.targets if t.role == role and (arch is None or t.arch == arch)]
+    if not targets:
+        raise ConfigError(f"the lock has no entry for role {role!r}" + (f" on {arch}" if arch else ""),
+                          hint="run `imagebuild lock`")
+    lines: list[str] = []
+    for t in targets:
+        by_name = {p.name: p for p in t.packages}
+        p = by_name.get(package)
+        if p is None:
+            raise DriftError(f"{package} is not in the {t.role} image on {t.arch}")
+        lines.append(f"{t.role}/{t.arch}: {p.name} {p.version} {p.arch}")
+        if p.dep_type == "base":
+            lines.append("  part of the base image")
+            continue
+        chain: list[LockedPackage] = []
+        seen: set[str] = set()
+        cur: LockedPackage | None = p
+        while cur is not None and cur.name not in seen:
+            seen.add(cur.name)
+            chain.append(cur)
+            cur = by_name.get(cur.required_by) if cur.required_by else None
+        for depth, link in enumerate(reversed(chain)):
+            pad = "  " + "   " * depth
+            if link.required_by is None:
+                lines.append(f"{pad}{link.name} {link.version}  (requested: {link.relation})")
+            else:
+                edge = f"{link.required_by} {link.dep_type}: {link.relation}"
+                lines.append(f"{pad}└─ {link.name} {link.version}  ({edge})")
+    return lines
