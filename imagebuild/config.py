@@ -390,10 +390,10 @@ def _image(file: Path, where: str, data: Any) -> ImageSpec:
 
 def _safe_text(t: _Table, key: str, value: str) -> str:
     """A config string that is rendered into HCL, shell data or repo files: one printable line without
-    quotes, backslashes, backticks or `$` (nothing a template could turn into code)."""
-    if not value or not _SAFE_TEXT_RE.match(value):
-        raise t.error(t.key(key), f"{value!r}: quotes, backslashes, backticks, $ and control characters are not "
-                                  "allowed here", hint="a plain value: a URL, a name, a size")
+    quotes, backslashes, backticks, `$` or HCL's `%{` (nothing a template could turn into code)."""
+    if not value or not _SAFE_TEXT_RE.match(value) or "%{" in value:
+        raise t.error(t.key(key), f"{value!r}: quotes, backslashes, backticks, $, %{{ and control characters are "
+                                  "not allowed here", hint="a plain value: a URL, a name, a size")
     return value
 
 

@@ -20,6 +20,11 @@ if [ "${1:-}" = "--test" ]; then
     want dnf dnf                    # the oracle for rpm resolution
     want mmdebstrap mmdebstrap      # real Debian images from a mirror (slow tests)
     want faketime faketime          # .ci/run: the suite again with the clock years ahead
+    want packer packer              # bake: packer validate/fmt/build of the rendered templates
+    want shellcheck shellcheck      # bake: the rendered provisioning scripts
+    want podman podman              # bake: Packer's docker builder through a podman shim (no Docker engine)
+    want buildah buildah
+    want runc runc
 fi
 # a venv needs ensurepip; Debian ships it separately (python3-venv, and python3.X-venv on Debian 12)
 if [ ! -x .venv/bin/python ] && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
