@@ -199,8 +199,10 @@ def bundle_repos(config: Config, lock: Lock, distro: Distro, arch: str) -> list[
 
 
 def _auth_machine(url: str) -> str:
+    """apt auth.conf's `machine` of a repo URL: with its scheme, which apt needs before it sends a password
+    over plain http."""
     parts = urlsplit(url)
-    return f"{parts.hostname}{':' + str(parts.port) if parts.port else ''}{parts.path.rstrip('/')}"
+    return f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}{parts.path.rstrip('/')}"
 
 
 def _apt_sources(repos: list[BundleRepo], keys_dir: str, *, deb822: bool, enabled: bool = True) -> str:
@@ -530,7 +532,10 @@ def _run(cmd: list[str], what: str, env: dict[str, str], cwd: Path | None = None
     res = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          check=False)
     if res.returncode != 0:
-        tail = "\n".join(res.stdout.splitlines()[-25:])
+        # the tool's own errors and warnings first (apt's come long before its last lines), then its tail
+        lines = res.stdout.splitlines()
+        errors = [ln for ln in lines[:-25] if re.match(r"^(E|W|Err:\d+|Error|error):? ", ln)]
+        tail = "\n".join([*errors[-15:], *lines[-25:]])
         raise RepositoryError(f"{what} failed (exit {res.returncode}):\n{tail}",
                               hint="the lines above are the build's own; -v shows the steps")
     log.debug(res.stdout)
@@ -556,8 +561,20 @@ def build_rootfs(config: Config, role: Role, target: LockedTarget, root: Path) -
 
 def _mmdebstrap(bundle: Path, target: LockedTarget, out: Path, env: dict[str, str]) -> None:
     mm = _tool("mmdebstrap", "mmdebstrap")
-    sources = out.parent / "sources.list"
-    sources.write_text((bundle / "repos/sources.list.in").read_text().replace("@BUNDLE@", str(bundle)))
+    # apt verifies and downloads as its sandbox user (_apt): the keyrings go where it can read them, not into
+    # a project that may sit in a private home or tmp directory
+    with tempfile.TemporaryDirectory(prefix="imagebuild-keys-") as keys:
+        os.chmod(keys, 0o755)
+        for key in (bundle / "keys").glob("*"):
+            shutil.copyfile(key, Path(keys) / key.name)
+            os.chmod(Path(keys) / key.name, 0o644)
+        sources = out.parent / "sources.list"
+        sources.write_text((bundle / "repos/sources.list.in").read_text().replace("@BUNDLE@/keys", keys))
+        _mmdebstrap_run(mm, bundle, target, out, sources, env)
+
+
+def _mmdebstrap_run(mm: str, bundle: Path, target: LockedTarget, out: Path, sources: Path,
+                    env: dict[str, str]) -> None:
     auth = (bundle / "repos/auth").read_text().split()
     netrc = out.parent / "auth.conf.d"
     netrc.mkdir(mode=0o700)
@@ -575,7 +592,7 @@ def _mmdebstrap(bundle: Path, target: LockedTarget, out: Path, env: dict[str, st
                for p in sorted(target.packages, key=lambda p: (p.name, p.arch))]
     script = shlex.quote(str(bundle / "provision.sh"))
     suite = next((line.split()[4] for line in sources.read_text().splitlines() if line.startswith("deb ")), "stable")
-    _run([mm, "--mode=root", "--variant=essential", f"--architectures={target.arch}", "--format=tar", "--quiet",
+    _run([mm, "--mode=root", "--variant=essential", f"--architectures={target.arch}", "--format=tar",
           "--include=" + ",".join(include),
           "--aptopt=Acquire::Check-Valid-Until \"false\"", "--aptopt=Acquire::Languages \"none\"",
           f"--aptopt=Dir::Etc::netrcparts \"{netrc}\"",

@@ -1,0 +1,145 @@
+"""End to end on the real Debian data, offline: lock → bake --target rootfs --build → verify.
+
+The archive (../shared/data, whose pool holds the minbase closure plus rdma-core, infiniband-diags,
+ibverbs-providers and munge) is served on loopback behind HTTP basic auth with a sentinel password, so the
+same run also proves that the credential reaches no rendered file, lock, BOM, log or the image itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import DEBIAN_DATA, DEBIAN_SNAPSHOT, MINBASE_STATUS, loopback_server  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+SENTINEL = "S3ntinel-pw-7f3a"
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+ROLE = ["rdma-core", "infiniband-diags", "ibverbs-providers", "munge"]
+
+
+class _AuthHandler(http.server.SimpleHTTPRequestHandler):
+    expected = "Basic " + base64.b64encode(f"ark:{SENTINEL}".encode()).decode()
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        if self.headers.get("Authorization") != self.expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="ark"')
+            self.end_headers()
+            return
+        super().do_GET()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture(scope="module")
+def archive() -> Iterator[str]:
+    if not (DEBIAN_DATA / "debian" / "pool").is_dir() or not MINBASE_STATUS.exists():
+        pytest.skip(f"Debian data with pool/ not found at {DEBIAN_DATA}")
+    with loopback_server(functools.partial(_AuthHandler, directory=str(DEBIAN_DATA))) as url:
+        yield url
+
+
+def _config(root: Path, url: str) -> Path:
+    cred = url.replace("http://", f"http://ark:{SENTINEL}@")
+    cfg = root / "imagebuild.toml"
+    repos = "".join(f"""
+[[distros.bookworm.repos]]
+name = "{name}"
+url = "{cred}/{path}"
+suites = {suites}
+components = ["main"]
+signed-by = "{KEYRING}"
+""" for name, path, suites in (("debian", "debian", '["bookworm", "bookworm-updates"]'),
+                               ("security", "debian-security", '["bookworm-security"]')))
+    cfg.write_text(f"""snapshot = "{DEBIAN_SNAPSHOT}"
+[users]
+munge = {{ uid = 64031, gid = 64031 }}
+slurm = {{ uid = 64030, gid = 64030 }}
+
+[distros.bookworm]
+family = "deb"
+arches = ["amd64"]
+base = "{MINBASE_STATUS}"
+{repos}
+[roles.compute]
+distro = "bookworm"
+packages = {ROLE!r}
+
+[roles.compute.image]
+builder = "docker"
+source = "localhost/imagebuild-minbase:latest"
+""".replace("'", '"'))
+    return cfg
+
+
+def run(cfg: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "LC_ALL": "C", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "imagebuild", "-v", "--config", str(cfg), *args],
+                          capture_output=True, text=True, env=full, timeout=1200, check=False)
+
+
+@pytest.mark.skipif(shutil.which("mmdebstrap") is None, reason="mmdebstrap not installed (apt-get install mmdebstrap)")
+def test_rootfs_from_the_lock_equals_the_bom_and_rebuilds_identically(archive: str, tmp_path: Path) -> None:
+    cfg = _config(tmp_path, archive)
+    locked = run(cfg, "lock")
+    assert locked.returncode == 0, locked.stderr
+    auth = {"IMAGEBUILD_AUTH_DEBIAN": f"ark:{SENTINEL}", "IMAGEBUILD_AUTH_SECURITY": f"ark:{SENTINEL}"}
+    without = run(cfg, "bake", "--target", "rootfs", "--build")
+    assert without.returncode == 2 and "IMAGEBUILD_AUTH_DEBIAN=user:password" in without.stderr, without.stderr
+    built = run(cfg, "bake", "--target", "rootfs", "--build", env=auth)
+    assert built.returncode == 0, built.stderr[-4000:]
+    tar = tmp_path / "images/compute-amd64.tar"
+    first = tar.read_bytes()
+
+    # what is installed, read from the image itself, equals the BOM
+    ok = run(cfg, "verify", "--role", "compute", "--arch", "amd64", "--rootfs", str(tar))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    with tarfile.open(tar) as t:
+        passwd = t.extractfile("./etc/passwd").read().decode()  # type: ignore[union-attr]
+        munge_dir = t.getmember("./etc/munge")
+        names = set(t.getnames())
+        sources = t.extractfile("./etc/apt/sources.list.d/imagebuild.sources").read().decode()  # type: ignore
+    assert re.search(r"^munge:x:64031:64031:", passwd, re.M) and re.search(r"^slurm:x:64030:64030:", passwd, re.M)
+    assert (munge_dir.uid, munge_dir.gid) == (64031, 64031)  # files of a package owned by the fixed account
+    assert "./etc/munge/munge.key" not in names  # a per-host secret: provisioned by the site, not baked
+    assert "./etc/apt/sources.list.d/0000sources.list" not in names and "./etc/apt/apt.conf.d/99mmdebstrap" not in names
+    assert "./etc/imagebuild/image.json" in names and "Signed-By: /etc/apt/keyrings/imagebuild-debian.gpg" in sources
+    assert SENTINEL.encode() not in first
+
+    # a second build is byte-identical
+    again = run(cfg, "bake", "--target", "rootfs", "--build", env=auth)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert tar.read_bytes() == first
+
+    # the sentinel is in no rendered file, lock, BOM or log
+    for p in tmp_path.rglob("*"):
+        if p.is_file() and p.suffix != ".tar" and p.name != "imagebuild.toml":
+            assert SENTINEL not in p.read_text(errors="replace"), p
+    for res in (locked, without, built, again, ok):
+        assert SENTINEL not in res.stdout + res.stderr
+
+    # drift: a list with one version changed and one package missing is exit 1, naming both
+    bom = [ln for ln in (tmp_path / "boms/compute-amd64.bom").read_text().splitlines() if ln[:1] != "#"]
+    drifted = []
+    for ln in bom:
+        name, version, arch = ln.split()
+        if name != "infiniband-diags":
+            drifted.append(f"{name} {version}+local1 {arch}" if name == "munge" else ln)
+    (tmp_path / "installed").write_text("\n".join(drifted) + "\n")
+    drift = run(cfg, "verify", "--role", "compute", "--arch", "amd64", "--installed", str(tmp_path / "installed"))
+    assert drift.returncode == 1 and "infiniband-diags" in drift.stdout and "munge" in drift.stdout, drift.stdout
