@@ -402,7 +402,8 @@ def _source_settings(role: Role, image: ImageSpec, arch: str, builder: Builder,
         defaults = {"ssh_username": "admin"}
     else:
         s += [("image", var(f"source_{arch}", source)),
-              ("export_path", hcl_quote(f"../{IMAGES_DIR}/{role.name}-{arch}.packer.tar"))]
+              # role names and arches are validated names: safe inside the interpolation
+              ("export_path", f'"${{path.root}}/../{IMAGES_DIR}/{role.name}-{arch}.packer.tar"')]
         defaults = {}
     for key, value in sorted({**defaults, **settings}.items()):
         s.append((key, var(key, value)))
@@ -500,7 +501,7 @@ def bake(config: Config, roles: tuple[str, ...], arch: str | None, target: Targe
                 built.append(build_rootfs(config, role, t, root))
         if target in (Target.PACKER, Target.ALL):
             for name in sorted({role.name for role, _ in pairs if role.image is not None}):
-                built.append(build_packer(root, name))
+                built.append(build_packer(root, config.roles[name]))
     return BakeResult(written, len(files) - len(written), tuple(built))
 
 
@@ -614,10 +615,50 @@ def _dnf_rootfs(bundle: Path, root: Path, out: Path, env: dict[str, str]) -> Non
           "."], "tar", env)
 
 
-def build_packer(root: Path, role: str) -> str:
+PACKER_MIN = (1, 6)
+
+
+def packer_version(packer: str) -> tuple[int, ...]:
+    res = subprocess.run([packer, "version"], capture_output=True, text=True, check=False,
+                         env={**os.environ, "CHECKPOINT_DISABLE": "1", "LC_ALL": "C"})
+    m = re.search(r"Packer v(\d+)\.(\d+)\.(\d+)", res.stdout)
+    if res.returncode != 0 or m is None:
+        raise ConfigError(f"{packer} version: not a Packer binary ({(res.stdout + res.stderr).strip()[:200]!r})",
+                          hint="apt-get install packer")
+    return tuple(int(x) for x in m.groups())
+
+
+def _docker_shim(env: dict[str, str], work: Path) -> None:
+    """Without a Docker engine, Packer's docker builder talks to podman through a `docker` shim on PATH."""
+    docker = shutil.which("docker", path=env.get("PATH"))
+    if docker is not None and subprocess.run([docker, "info"], capture_output=True, check=False,
+                                             timeout=30).returncode == 0:
+        return
+    _tool("podman", "podman")
+    from importlib.resources import files
+
+    shim = work / "docker"
+    shim.write_bytes(files("imagebuild").joinpath("templates/docker-podman-shim").read_bytes())
+    shim.chmod(0o755)
+    env["PATH"] = f"{work}{os.pathsep}{env.get('PATH', '')}"
+    log.info("no Docker engine: Packer's docker builder runs on podman (IMAGEBUILD_PODMAN_ROOT)")
+
+
+def build_packer(root: Path, role: Role) -> str:
+    """`packer build` of the role's template. The binary is called directly: packer-py passes neither an
+    environment (CHECKPOINT_DISABLE, PACKER_TMP_DIR, the podman shim's PATH) nor a working directory."""
     packer = _tool("packer", "packer")
+    version = packer_version(packer)
+    if version[:2] < PACKER_MIN:
+        raise ConfigError(f"Packer {'.'.join(map(str, version))} is too old: templates need >= 1.6",
+                          hint="apt-get install packer (Debian 12: 1.6.6), or HashiCorp's packer >= 1.7")
     env = {**os.environ, "CHECKPOINT_DISABLE": "1", "LC_ALL": "C"}
-    env.setdefault("PACKER_TMP_DIR", str(root / PACKER_DIR / ".packer-tmp"))
-    Path(env["PACKER_TMP_DIR"]).mkdir(parents=True, exist_ok=True)
-    _run([packer, "build", "-color=false", f"{role}.pkr.hcl"], f"packer build {role}", env, cwd=root / PACKER_DIR)
-    return f"{PACKER_DIR}/manifest-{role}.json"
+    with tempfile.TemporaryDirectory(prefix="imagebuild-packer-") as tmp:
+        env.setdefault("PACKER_TMP_DIR", str(Path(tmp) / "packer"))
+        Path(env["PACKER_TMP_DIR"]).mkdir(parents=True, exist_ok=True)
+        if role.image is not None and role.image.builder is Builder.DOCKER:
+            _docker_shim(env, Path(tmp))
+        (root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+        _run([packer, "build", "-color=false", str(root / PACKER_DIR / f"{role.name}.pkr.hcl")],
+             f"packer build {role.name}", env, cwd=root)
+    return f"{PACKER_DIR}/manifest-{role.name}.json"

@@ -191,7 +191,7 @@ BUILDER_SETTINGS: dict[Builder, dict[str, type]] = {
                         "floating_ip_network": str, "availability_zone": str, "image_name": str},
     Builder.AMAZON_EBS: {"instance_type": str, "region": str, "ssh_username": str, "owners": list,
                          "subnet_id": str, "volume_size": int, "ami_name": str},
-    Builder.DOCKER: {},
+    Builder.DOCKER: {"pull": bool},  # pull = false: a local base image (podman import, a registry mirror)
 }
 BUILDER_REQUIRED: dict[Builder, tuple[str, ...]] = {
     Builder.QEMU: ("source-checksum",), Builder.OPENSTACK: ("flavor",),

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,3 +144,55 @@ def test_rootfs_from_the_lock_equals_the_bom_and_rebuilds_identically(archive: s
     (tmp_path / "installed").write_text("\n".join(drifted) + "\n")
     drift = run(cfg, "verify", "--role", "compute", "--arch", "amd64", "--installed", str(tmp_path / "installed"))
     assert drift.returncode == 1 and "infiniband-diags" in drift.stdout and "munge" in drift.stdout, drift.stdout
+
+
+@pytest.mark.skipif(any(shutil.which(t) is None for t in ("mmdebstrap", "packer", "podman")),
+                    reason="needs mmdebstrap, packer and podman (apt-get install mmdebstrap packer podman runc)")
+def test_packer_docker_builder_on_podman_installs_exactly_the_bom(archive: str, tmp_path: Path,
+                                                                  request: pytest.FixtureRequest) -> None:
+    """The same lock through real Packer: its docker builder (podman behind imagebuild's `docker` shim) runs
+    the bundle in a container made from a real minbase rootfs of the same archive (`podman import`); the
+    exported container's dpkg status equals the BOM, and the sensitive repo password reaches neither the
+    image nor Packer's output."""
+    from importlib.resources import files
+
+    cfg = _config(tmp_path, archive)
+    assert run(cfg, "lock").returncode == 0
+    podman_root = tempfile.mkdtemp(prefix="ibp-", dir="/tmp")  # podman wants a runroot under 50 characters
+    request.addfinalizer(lambda: shutil.rmtree(podman_root, ignore_errors=True))
+    env = {"IMAGEBUILD_PODMAN_ROOT": podman_root, "SOURCE_DATE_EPOCH": "1763769600"}
+    # the base image: mmdebstrap --variant=minbase from the same archive (credentials through a netrc part)
+    netrc = tmp_path / "netrc"
+    netrc.mkdir(mode=0o755)
+    (netrc / "a.conf").write_text(f"machine {archive}/ login ark password {SENTINEL}\n")
+    sources = tmp_path / "minbase.list"
+    sources.write_text("".join(f"deb [signed-by={KEYRING}] {archive}/{path} {suite} main\n" for path, suite in (
+        ("debian", "bookworm"), ("debian", "bookworm-updates"), ("debian-security", "bookworm-security"))))
+    base = tmp_path / "minbase.tar"
+    mm = subprocess.run(["mmdebstrap", "--mode=root", "--variant=minbase", "--format=tar", "--quiet",
+                         "--aptopt=Acquire::Check-Valid-Until \"false\"", f"--aptopt=Dir::Etc::netrcparts \"{netrc}\"",
+                         "--customize-hook=rm -f \"$1/etc/apt/apt.conf.d/99mmdebstrap\"",
+                         "bookworm", str(base), str(sources)], capture_output=True, text=True,
+                        env={**os.environ, **env}, timeout=900, check=False)
+    assert mm.returncode == 0, mm.stderr[-3000:]
+    shim = tmp_path / "docker"
+    shim.write_bytes(files("imagebuild").joinpath("templates/docker-podman-shim").read_bytes())
+    imp = subprocess.run(["sh", str(shim), "import", str(base), "localhost/imagebuild-minbase:latest"],
+                         capture_output=True, text=True, env={**os.environ, **env}, timeout=600, check=False)
+    assert imp.returncode == 0, imp.stderr
+    cfg.write_text(cfg.read_text() + "pull = false\n")
+    built = run(cfg, "bake", "--target", "packer", "--build",
+                env={**env, "PKR_VAR_repo_auth_debian": f"ark:{SENTINEL}",
+                     "PKR_VAR_repo_auth_security": f"ark:{SENTINEL}"})
+    assert built.returncode == 0, built.stderr[-4000:]
+    assert SENTINEL not in built.stdout + built.stderr
+    exported = tmp_path / "images/compute-amd64.packer.tar"
+    ok = run(cfg, "verify", "--role", "compute", "--arch", "amd64", "--rootfs", str(exported))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert SENTINEL.encode() not in exported.read_bytes()
+    manifest = (tmp_path / "packer/manifest-compute.json").read_text()
+    digest = __import__("hashlib").sha256((tmp_path / "snapshots.lock").read_bytes()).hexdigest()
+    assert f'"lock_digest": "{digest}"' in manifest
+    with tarfile.open(exported) as t:
+        passwd = t.extractfile("etc/passwd").read().decode()  # type: ignore[union-attr]
+    assert re.search(r"^munge:x:64031:64031:", passwd, re.M)
