@@ -30,7 +30,7 @@ from apt_oracle import AptOracle, AptRepo, Pkg  # noqa: E402
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gpu-cluster"
 ZERO = "0" * 64
 IMAGES = {
-    "qemu": f'builder = "qemu"\nsource = "https://cloud.debian.org/images/cloud/bookworm/20261122-1000/'
+    "qemu": f'builder = "qemu"\nsource = "http://127.0.0.1:8080/images/bookworm/20261122/'
             f'debian-12-genericcloud-{{arch}}.qcow2"\nsource-checksum = "sha256:{ZERO}"\ndisk_size = "20G"\n',
     "openstack": 'builder = "openstack"\nsource = "debian-12-genericcloud"\nflavor = "gpu.large"\n'
                  'networks = ["hpc-net"]\n',
