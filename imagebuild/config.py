@@ -230,6 +230,8 @@ class Role:
     distro: str
     packages: tuple[PackageRequest, ...]
     image: ImageSpec | None = None
+    pip: tuple[str, ...] = ()  # exact `name==version` pins, locked with their hashes (hashin)
+    pip_index: str | None = field(default=None, repr=False)  # a PyPI-JSON index root; None: hashin's default
 
 
 @dataclass(frozen=True)
@@ -603,7 +605,7 @@ def _snapshot_settings(t: _Table, url: str) -> SnapshotSettings:
 
 
 def _role(file: Path, name: str, data: Any, distros: dict[str, Distro]) -> Role:
-    t = _Table(file, f"roles.{name}", data, {"distro", "packages", "image"})
+    t = _Table(file, f"roles.{name}", data, {"distro", "packages", "image", "pip", "pip-index"})
     if not _NAME_RE.match(name):
         raise t.error(f"roles.{name}", "invalid role name", hint="lowercase letters, digits, . + -")
     distro = t.get("distro", str, required=True)
@@ -630,4 +632,15 @@ def _role(file: Path, name: str, data: Any, distros: dict[str, Distro]) -> Role:
     if not packages:
         raise t.error(t.key("packages"), "must list at least one package")
     image = _image(file, t.key("image"), t.data["image"]) if "image" in t.data else None
-    return Role(name, distro, tuple(packages), image)
+    pip = t.get("pip", list, ())
+    for spec in pip:
+        if not _PIP_PIN_RE.match(spec):
+            raise t.error(t.key("pip"), f"{spec!r} is not an exact pin",
+                          hint="name==version, e.g. \"clustershell==1.9.2\": the lock records its hashes")
+    index = t.get("pip-index", str, None)
+    if index is not None:
+        index = _checked_url(t, "pip-index", index, local=False)
+    return Role(name, distro, tuple(packages), image, pip, index)
+
+
+_PIP_PIN_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?==[A-Za-z0-9][A-Za-z0-9.+!_-]*$")

@@ -47,6 +47,18 @@ class LockedPackage:
 
 
 @dataclass(frozen=True)
+class LockedPip:
+    """A pip requirement of a role: the exact version and the sha256 of every file PyPI has for it."""
+
+    name: str
+    version: str
+    hashes: tuple[str, ...]
+
+    def requirement(self) -> str:
+        return f"{self.name}=={self.version}" + "".join(f" \\\n    --hash=sha256:{h}" for h in self.hashes)
+
+
+@dataclass(frozen=True)
 class LockedTarget:
     role: str
     arch: str
@@ -55,6 +67,7 @@ class LockedTarget:
     packages: tuple[LockedPackage, ...]  # everything the image holds, base included
     removed: tuple[str, ...]  # base packages the transaction removes
     family: str = "deb"  # "deb" or "rpm": which version ordering and BOM tool apply
+    pip: tuple[LockedPip, ...] = ()  # installed into /opt/imagebuild/venv with --require-hashes
 
     @property
     def key(self) -> str:
@@ -87,6 +100,8 @@ def render_lock(lock: Lock) -> str:
                 "role": t.role, "arch": t.arch, "distro": t.distro, "family": t.family, "requests": list(t.requests),
                 "removed": list(t.removed),
                 "packages": [asdict(p) for p in sorted(t.packages, key=lambda p: (p.name, p.arch))],
+                # only when there is some: locks without pip stay byte-identical to earlier ones
+                **({"pip": [asdict(p) for p in sorted(t.pip, key=lambda p: p.name.lower())]} if t.pip else {}),
             }
             for t in sorted(lock.targets, key=lambda t: t.key)
         },
@@ -104,7 +119,8 @@ def parse_lock(text: str, source: Path) -> Lock:
         targets = tuple(
             LockedTarget(t["role"], t["arch"], t["distro"], tuple(t["requests"]),
                          tuple(LockedPackage(**p) for p in t["packages"]), tuple(t["removed"]),
-                         t.get("family", "deb"))
+                         t.get("family", "deb"),
+                         tuple(LockedPip(p["name"], p["version"], tuple(p["hashes"])) for p in t.get("pip", ())))
             for t in doc["targets"].values()
         )
         return Lock(doc["inputs-digest"], repos, targets)

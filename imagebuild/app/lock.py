@@ -80,7 +80,10 @@ def inputs_digest(config: Config) -> str:
             for name, d in sorted(config.distros.items())
         },
         "roles": {
-            n: {"distro": r.distro, "packages": [str(p) for p in r.packages]} for n, r in sorted(config.roles.items())
+            n: {"distro": r.distro, "packages": [str(p) for p in r.packages],
+                # only when set: configs without pip keep the digest (and lock) they had
+                **({"pip": list(r.pip), "pip-index": r.pip_index and redact(r.pip_index)} if r.pip else {})}
+            for n, r in sorted(config.roles.items())
         },
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
@@ -210,6 +213,13 @@ def resolve_all(config: Config, cache: Cache | None = None) -> Lock:
                     role=role.name, arch=arch, distro=dname, requests=tuple(str(p) for p in role.packages),
                     packages=_locked_packages(res, t.universe), removed=res.removed,
                 ))
+    if any(r.pip for r in config.roles.values()):
+        from dataclasses import replace
+
+        from imagebuild.app.pylock import lock_pip
+
+        pins = {r.name: lock_pip(r) for r in config.roles.values() if r.pip}
+        targets = [replace(t, pip=pins.get(t.role, ())) for t in targets]
     return Lock(inputs_digest(config), tuple(repos), tuple(targets))
 
 
