@@ -456,8 +456,11 @@ def _distro(file: Path, name: str, data: Any) -> Distro:
             if not re.match(r"^(?:[A-Za-z0-9_.+-]+:[A-Za-z0-9_.+-]+|![A-Za-z0-9_.+-]+)$", m):
                 raise t.error(t.key("modules"), f"{m!r} is not module:stream (enable) or !module (disable)",
                               hint="e.g. \"nvidia-driver:575-open\" or \"!nvidia-driver\"")
-        return Distro(name, family, arches, base, recommends, (), rpm_repos, t.get("releasever", str, required=True),
-                      modules, t.get("exclude", list, ()), skew)
+        releasever = t.get("releasever", str, required=True)
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", releasever):
+            raise t.error(t.key("releasever"), f"{releasever!r} is not a release version", hint="e.g. \"9\"")
+        return Distro(name, family, arches, base, recommends, (), rpm_repos, releasever, modules,
+                      _globs(t, "exclude"), skew)
     return Distro(name, family, arches, base, recommends, repos, max_snapshot_skew_days=skew)
 
 
@@ -532,8 +535,21 @@ def _rpm_repo(file: Path, where: str, data: Any) -> RpmRepo:
         raise t.error(t.key("gpgkey"), "repo_gpgcheck = true needs a gpgkey")
     return RpmRepo(name, url, t.get("priority", int, 99), t.get("cost", int, 1000),
                    t.get("module_hotfixes", bool, False), gpgkey, repo_gpgcheck,
-                   t.get("exclude", list, ()), t.get("includepkgs", list, ()), _snapshot_settings(t, url),
+                   _globs(t, "exclude"), _globs(t, "includepkgs"), _snapshot_settings(t, url),
                    t.get("gpgcheck", bool, True))
+
+
+_WORD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]*$")
+_GLOB_RE = re.compile(r"^[A-Za-z0-9_.+:~^*?\[\]-]+$")
+
+
+def _globs(t: _Table, key: str) -> tuple[str, ...]:
+    """dnf package globs (excludepkgs, includepkgs): they are written into repo files of the image build."""
+    globs: tuple[str, ...] = t.get(key, list, ())
+    for g in globs:
+        if not _GLOB_RE.match(g):
+            raise t.error(t.key(key), f"{g!r} is not a package glob", hint="e.g. \"kernel-debug*\"")
+    return globs
 
 
 def _apt_repo(file: Path, where: str, data: Any) -> AptRepo:
@@ -552,6 +568,11 @@ def _apt_repo(file: Path, where: str, data: Any) -> AptRepo:
         raise t.error(t.key("suites"), "missing required key", hint="e.g. suites = [\"bookworm\"]; or flat = true")
     if not flat and not components:
         raise t.error(t.key("components"), "missing required key", hint="e.g. components = [\"main\"]")
+    for key, words in (("suites", suites), ("components", components)):
+        for w in words:
+            if not _WORD_RE.match(w):
+                raise t.error(t.key(key), f"{w!r} is not a suite or component name",
+                              hint="letters, digits and . _ / + - only")
     signed = t.get("signed-by", str, None)
     trusted = t.get("trusted", bool, False)
     if signed is None and not trusted:
@@ -572,6 +593,9 @@ def _checked_url(t: _Table, key: str, url: str, *, local: bool = True) -> str:
     from imagebuild.fetch import redact
 
     hint = "use http://, https:// or file:" if local else "use http:// or https://"
+    if re.search(r"[\s\x00-\x1f\x7f\"'`\\<>]", url):
+        raise t.error(t.key(key), f"URL {redact(url)!r} holds whitespace, quotes, backslashes or control "
+                                  "characters", hint="percent-encode them (%20, …)")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port

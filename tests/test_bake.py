@@ -294,3 +294,24 @@ def test_aarch64_pins_are_closed_under_real_dnf(tmp_path: Path) -> None:
     assert result.ok, result.output[-3000:]
     expected = {ln for ln in (bundle / "bom").read_text().splitlines() if ln[:1] != "#"}
     assert set(result.bom) == expected
+
+
+@pytest.mark.parametrize(("old", "new", "needle"), [
+    ('url = "file:mirror/debian"', 'url = "file:mirror/debian\\ndeb http://127.0.0.1:9/evil x main"',
+     "holds whitespace, quotes"),
+    ('url = "file:mirror/debian"', 'url = "file:mirror/deb`id`ian"', "holds whitespace, quotes"),
+    ('suites = ["bookworm", "bookworm-backports"]', 'suites = ["bookworm main\\ndeb http://127.0.0.1:9/ x"]',
+     "is not a suite or component name"),
+    ('components = ["main", "non-free"]', 'components = ["main $(id)"]', "is not a suite or component name"),
+    ('releasever = "9"', 'releasever = "9$(id)"', "is not a release version"),
+    ('url = "file:mirror/rocky9/epel"', 'url = "file:mirror/rocky9/epel"\nexclude = ["x\\nbaseurl=http://127.0.0.1:9"]',
+     "is not a package glob"),
+])
+def test_hostile_repo_strings_are_refused_at_config_time(tmp_path: Path, old: str, new: str, needle: str) -> None:
+    """What reaches a bundle's repo files (URLs, suites, components, globs, releasever) cannot add a line."""
+    cfg = project(tmp_path, image=None)
+    text = cfg.read_text()
+    assert old in text
+    cfg.write_text(text.replace(old, new, 1))
+    res = run(cfg, "bake")
+    assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr, res.stderr
