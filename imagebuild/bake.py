@@ -5,6 +5,9 @@ refused. A bundle (`packer/<role>/<arch>/`) is one POSIX script with its data; t
 Packer build, a container build and, with `--root`, against a root filesystem being built. Credentials never
 reach a rendered file: the script takes them from the environment (`IMAGEBUILD_AUTH_<REPO>`), Packer from
 `sensitive` variables fed by `PKR_VAR_…`.
+
+What speaks a package manager's language (the install's pins, the repo files, the script's install/hold/query
+commands, the root filesystem build) is the family's backend, `family.backend()`: apt/render.py, rpm/render.py.
 """
 
 from __future__ import annotations
@@ -27,18 +30,9 @@ import jinja2
 
 from imagebuild import log
 from imagebuild.bom import render_bom
-from imagebuild.config import (
-    AptRepo,
-    Builder,
-    Config,
-    Distro,
-    Family,
-    ImageSpec,
-    Role,
-    RpmRepo,
-    ShipRepos,
-)
-from imagebuild.errors import ConfigError, DriftError, RepositoryError
+from imagebuild.config import Builder, Config, Distro, ImageSpec, Role
+from imagebuild.errors import ConfigError, DriftError
+from imagebuild.family import BundleRepo, backend, find_tool, run_tool
 from imagebuild.fsutil import write_atomic
 from imagebuild.lockfile import LOCK_NAME, Lock, LockedRepo, LockedTarget, read_lock
 
@@ -149,17 +143,6 @@ def align_hcl(text: str) -> str:
 # -- what a bundle is made of ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class BundleRepo:
-    """A repo of the lock as the image sees it: credential-free URL(s) on the locked snapshot, its key."""
-
-    name: str
-    urls: tuple[tuple[str, str], ...]  # (suite, url) for apt; (("", url),) for dnf
-    key: Path | None
-    auth_var: str | None  # IMAGEBUILD_AUTH_<NAME> when the config's URL carries credentials
-    config: AptRepo | RpmRepo
-
-
 def auth_var(repo: str) -> str:
     return "IMAGEBUILD_AUTH_" + re.sub(r"[^A-Z0-9]", "_", repo.upper())
 
@@ -181,93 +164,19 @@ def _has_credentials(url: str) -> bool:
 def bundle_repos(config: Config, lock: Lock, distro: Distro, arch: str) -> list[BundleRepo]:
     locked: dict[tuple[str, str], LockedRepo] = {
         (r.name, r.suite): r for r in lock.repos if r.distro == distro.name and r.arch == arch}
+    pm = backend(distro.family)
     out = []
     for repo in distro.all_repos:
-        suites = ("./",) if isinstance(repo, AptRepo) and repo.flat else (
-            repo.suites if isinstance(repo, AptRepo) else ("",))
         urls = []
-        for suite in suites:
+        for suite in pm.suites(repo):
             lr = locked.get((repo.name, suite))
             if lr is None:
                 raise DriftError(f"{LOCK_NAME} has no entry for repo {repo.name!r} {suite} ({distro.name}/{arch})",
                                  hint="run `imagebuild lock`")
             urls.append((suite, _absolute(config, lr.url)))
-        key = repo.signed_by if isinstance(repo, AptRepo) else repo.gpgkey
-        out.append(BundleRepo(repo.name, tuple(urls), key,
+        out.append(BundleRepo(repo.name, tuple(urls), pm.signing_key(repo),
                               auth_var(repo.name) if _has_credentials(repo.url) else None, repo))
     return out
-
-
-def _auth_machine(url: str) -> str:
-    """apt auth.conf's `machine` of a repo URL: with its scheme, which apt needs before it sends a password
-    over plain http."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}{parts.path.rstrip('/')}"
-
-
-def _apt_sources(repos: list[BundleRepo], keys_dir: str, *, deb822: bool, enabled: bool = True) -> str:
-    """build-time one-line sources (keys under `keys_dir`) or the deb822 file the image ships."""
-    lines = []
-    for r in repos:
-        assert isinstance(r.config, AptRepo)
-        opts = f"signed-by={keys_dir}/{r.name}.gpg" if r.key is not None else "trusted=yes"
-        comps = "" if r.config.flat else " " + " ".join(r.config.components)
-        if not deb822:
-            for suite, url in r.urls:
-                lines.append(f"deb [{opts} check-valid-until=no] {url} {suite}{comps}")
-            continue
-        url = r.urls[0][1]
-        stanza = [f"# {r.name}: the snapshot it was locked at", "Types: deb", f"URIs: {url}",
-                  f"Suites: {' '.join(s for s, _ in r.urls)}"]
-        if not r.config.flat:
-            stanza.append(f"Components: {' '.join(r.config.components)}")
-        stanza += [f"Signed-By: {keys_dir}/{r.name}.gpg" if r.key is not None else "Trusted: yes",
-                   "Check-Valid-Until: no"]
-        if not enabled:
-            stanza.append("Enabled: no")
-        lines.append("\n".join(stanza) + "\n")
-    return "\n".join(lines) + ("" if deb822 else "\n")
-
-
-def _dnf_repo(r: BundleRepo, keys_dir: str, *, enabled: bool = True) -> str:
-    assert isinstance(r.config, RpmRepo)
-    c = r.config
-    lines = [f"[{r.name}]", f"name={r.name} (imagebuild snapshot)", f"baseurl={r.urls[0][1]}",
-             f"enabled={1 if enabled else 0}", f"gpgcheck={1 if c.gpgcheck else 0}",
-             f"repo_gpgcheck={1 if c.repo_gpgcheck else 0}", f"priority={c.priority}", f"cost={c.cost}"]
-    if r.key is not None:
-        lines.append(f"gpgkey=file://{keys_dir}/{r.name}.asc")
-    if c.module_hotfixes:
-        lines.append("module_hotfixes=1")
-    if c.exclude:
-        lines.append("excludepkgs=" + " ".join(c.exclude))
-    if c.includepkgs:
-        lines.append("includepkgs=" + " ".join(c.includepkgs))
-    return "\n".join(lines) + "\n"
-
-
-def _dnf_conf(distro: Distro) -> str:
-    return "\n".join([
-        "[main]", "reposdir=@BUILD@/repos.d", "cachedir=@BUILD@/cache", "keepcache=0", "gpgcheck=1", "best=True",
-        "installonly_limit=3", f"install_weak_deps={distro.recommends}", "skip_if_unavailable=False",
-        # an empty installroot has no os-release to read the platform from (RHEL-likes: platform:elN)
-        f"module_platform_id=platform:el{distro.releasever.split('.')[0]}",
-        "excludepkgs=" + " ".join(distro.exclude) if distro.exclude else "# no excludes", "",
-    ])
-
-
-def _pins(target: LockedTarget, family: Family) -> list[str]:
-    """What the install names: every package the transaction adds or changes (apt also removes)."""
-    if family is Family.RPM:
-        return [f"{p.name}-{p.version}.{p.arch}" for p in sorted(target.packages, key=lambda p: (p.name, p.arch))
-                if p.repo != "base"]
-    pins = []
-    for p in sorted(target.packages, key=lambda p: (p.name, p.arch)):
-        if p.repo == "base":
-            continue
-        qual = f":{p.arch}" if p.arch not in ("all", target.arch) else ""
-        pins.append(f"{p.name}{qual}={p.version}")
-    return pins + [f"{name}-" for name in target.removed]
 
 
 def _stack(target: LockedTarget) -> dict[str, str | None]:
@@ -307,48 +216,32 @@ def _bom_text(target: LockedTarget) -> str:
 def render_bundle(config: Config, lock: Lock, digest: str, role: Role, target: LockedTarget) -> dict[str, bytes]:
     """The files of `packer/<role>/<arch>/`, relative to it."""
     distro = config.distros[role.distro]
+    pm = backend(distro.family)
     image = role.image or ImageSpec(Builder.DOCKER, "none")
     repos = bundle_repos(config, lock, distro, target.arch)
-    family = distro.family
+    pins = pm.pins(target)
     files: dict[str, bytes] = {}
-    setup_pin = next((p for p in _pins(target, family) if p.startswith("setup-")), "setup")
     files["provision.sh"] = render_template(
-        "provision.sh.j2", role=role.name, arch=target.arch, family=family.value, lock_short=digest[:12],
-        phases=PHASES, hold=image.hold, ship_repos=image.ship_repos.value, releasever=distro.releasever,
-        setup_pin=setup_pin).encode()
-    files["packages"] = ("\n".join(_pins(target, family)) + "\n").encode()
+        pm.script, role=role.name, arch=target.arch, family=distro.family.value, lock_short=digest[:12],
+        phases=PHASES, hold=image.hold, ship_repos=image.ship_repos.value,
+        **pm.script_values(distro, pins)).encode()
+    files["packages"] = ("\n".join(pins) + "\n").encode()
     files["bom"] = _bom_text(target).encode()
     files["users"] = "".join(
         f"{u.name} {u.uid} {u.gid} {u.home} {u.shell} {','.join(u.groups) or '-'}\n" for u in config.users).encode()
     snapshots = {r.name: r.snapshot for r in lock.repos if r.distro == distro.name and r.arch == target.arch}
-    info = {"role": role.name, "arch": target.arch, "distro": distro.name, "family": family.value,
+    info = {"role": role.name, "arch": target.arch, "distro": distro.name, "family": distro.family.value,
             "lock_digest": digest, "snapshots": dict(sorted(snapshots.items())), **_stack(target)}
     files["image.json"] = (json.dumps(info, indent=1, sort_keys=True) + "\n").encode()
-    files["repos/auth"] = "".join(
-        f"{r.auth_var} {_auth_machine(r.urls[0][1]) if family is Family.DEB else r.name}\n"
-        for r in repos if r.auth_var).encode()
+    files["repos/auth"] = "".join(f"{r.auth_var} {pm.auth_target(r)}\n" for r in repos if r.auth_var).encode()
     for r in repos:
         if r.key is not None:
             try:
-                files[f"keys/{r.name}.{'gpg' if family is Family.DEB else 'asc'}"] = r.key.read_bytes()
+                files[f"keys/{pm.key_name(r.name)}"] = r.key.read_bytes()
             except OSError as e:
                 raise ConfigError(f"repo {r.name!r}: cannot read its key {r.key}: {e.strerror}") from None
-    ship = image.ship_repos
-    if family is Family.DEB:
-        files["repos/sources.list.in"] = _apt_sources(repos, "@BUNDLE@/keys", deb822=False).encode()
-        if ship is not ShipRepos.NONE:
-            files["ship/imagebuild.sources"] = _apt_sources(
-                repos, "/etc/apt/keyrings/imagebuild-", deb822=True, enabled=ship is ShipRepos.SNAPSHOT).replace(
-                "imagebuild-/", "imagebuild-").encode()
-    else:
-        for r in repos:
-            files[f"repos/{r.name}.repo"] = _dnf_repo(r, "@BUNDLE@/keys").encode()
-        files["repos/dnf.conf.in"] = _dnf_conf(distro).encode()
-        files["repos/modules"] = "".join(f"{m}\n" for m in distro.modules).encode()
-        if ship is not ShipRepos.NONE:
-            files["ship/imagebuild.repo"] = "\n".join(
-                _dnf_repo(r, "/etc/pki/rpm-gpg/imagebuild-", enabled=ship is ShipRepos.SNAPSHOT) for r in repos
-            ).replace("imagebuild-/", "imagebuild-").encode()
+    for rel, text in pm.repo_files(repos, distro, image.ship_repos).items():
+        files[rel] = text.encode()
     return files
 
 
@@ -508,13 +401,6 @@ def bake(config: Config, roles: tuple[str, ...], arch: str | None, target: Targe
 # -- builds -------------------------------------------------------------------------------------------------
 
 
-def _tool(name: str, package: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise ConfigError(f"{name} is not installed", hint=f"apt-get install {package}")
-    return path
-
-
 def source_date_epoch(lock: Lock) -> int:
     """A build's timestamp: SOURCE_DATE_EPOCH, else the newest Release/repomd date the lock names."""
     if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
@@ -528,91 +414,19 @@ def source_date_epoch(lock: Lock) -> int:
     return max(dates, default=0)
 
 
-def _run(cmd: list[str], what: str, env: dict[str, str], cwd: Path | None = None) -> None:
-    log.info(f"{what}: {' '.join(shlex.quote(c) for c in cmd[:3])} …")
-    res = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         check=False)
-    if res.returncode != 0:
-        # the tool's own errors and warnings first (apt's come long before its last lines), then its tail
-        lines = res.stdout.splitlines()
-        errors = [ln for ln in lines[:-25] if re.match(r"^(E|W|Err:\d+|Error|error):? ", ln)]
-        tail = "\n".join([*errors[-15:], *lines[-25:]])
-        raise RepositoryError(f"{what} failed (exit {res.returncode}):\n{tail}",
-                              hint="the lines above are the build's own; -v shows the steps")
-    log.debug(res.stdout)
-
-
 def build_rootfs(config: Config, role: Role, target: LockedTarget, root: Path) -> str:
-    """`images/<role>-<arch>.tar` without Packer, from the bundle: mmdebstrap (deb) or dnf --installroot (rpm)."""
+    """`images/<role>-<arch>.tar` without Packer, from the bundle, by the family's backend: mmdebstrap (deb) or
+    dnf --installroot (rpm)."""
     lock = read_lock(config.root / LOCK_NAME)
     bundle = root / PACKER_DIR / role.name / target.arch
     out = root / IMAGES_DIR / f"{target.key}.tar"
     out.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "LC_ALL": "C", "LANG": "C", "SOURCE_DATE_EPOCH": str(source_date_epoch(lock))}
-    distro = config.distros[role.distro]
     with tempfile.TemporaryDirectory(prefix=".rootfs-", dir=out.parent) as tmp:
         partial = Path(tmp) / out.name
-        if distro.family is Family.DEB:
-            _mmdebstrap(bundle, target, partial, env)
-        else:
-            _dnf_rootfs(bundle, Path(tmp) / "root", partial, env)
+        backend(config.distros[role.distro].family).build_rootfs(bundle, target, partial, env)
         os.replace(partial, out)
     return str(out.relative_to(root))
-
-
-def _mmdebstrap(bundle: Path, target: LockedTarget, out: Path, env: dict[str, str]) -> None:
-    mm = _tool("mmdebstrap", "mmdebstrap")
-    # apt verifies and downloads as its sandbox user (_apt): the keyrings go where it can read them, not into
-    # a project that may sit in a private home or tmp directory
-    with tempfile.TemporaryDirectory(prefix="imagebuild-keys-") as keys:
-        os.chmod(keys, 0o755)
-        for key in (bundle / "keys").glob("*"):
-            shutil.copyfile(key, Path(keys) / key.name)
-            os.chmod(Path(keys) / key.name, 0o644)
-        sources = out.parent / "sources.list"
-        sources.write_text((bundle / "repos/sources.list.in").read_text().replace("@BUNDLE@/keys", keys))
-        _mmdebstrap_run(mm, bundle, target, out, sources, env)
-
-
-def _mmdebstrap_run(mm: str, bundle: Path, target: LockedTarget, out: Path, sources: Path,
-                    env: dict[str, str]) -> None:
-    auth = (bundle / "repos/auth").read_text().split()
-    netrc = out.parent / "auth.conf.d"
-    netrc.mkdir(mode=0o700)
-    for var, machine in zip(auth[::2], auth[1::2], strict=True):
-        value = env.get(var, "")
-        if ":" not in value:
-            raise ConfigError(f"{machine} needs credentials: set {var}=user:password in the environment")
-        user, _, password = value.partition(":")
-        fd = os.open(netrc / "imagebuild.conf", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a") as f:
-            f.write(f"machine {machine} login {user} password {password}\n")
-    # every locked package pinned: the essential variant installs the Essential set first (the essential hook then
-    # creates the fixed accounts), then these in one apt transaction; verify proves nothing else came in
-    include = [f"{p.name}{':' + p.arch if p.arch not in ('all', target.arch) else ''}={p.version}"
-               for p in sorted(target.packages, key=lambda p: (p.name, p.arch))]
-    script = shlex.quote(str(bundle / "provision.sh"))
-    suite = next((line.split()[4] for line in sources.read_text().splitlines() if line.startswith("deb ")), "stable")
-    _run([mm, "--mode=root", "--variant=essential", f"--architectures={target.arch}", "--format=tar",
-          "--include=" + ",".join(include),
-          "--aptopt=Acquire::Check-Valid-Until \"false\"", "--aptopt=Acquire::Languages \"none\"",
-          f"--aptopt=Dir::Etc::netrcparts \"{netrc}\"",
-          f"--essential-hook=sh {script} --root \"$1\" users",
-          "--customize-hook=rm -f \"$1/etc/apt/sources.list.d/0000sources.list\" "
-          "\"$1/etc/apt/apt.conf.d/99mmdebstrap\"",
-          f"--customize-hook=sh {script} --root \"$1\" hold verify ship clean",
-          suite, str(out), str(sources)], f"mmdebstrap {target.key}", env)
-
-
-def _dnf_rootfs(bundle: Path, root: Path, out: Path, env: dict[str, str]) -> None:
-    _tool("dnf", "dnf")
-    _tool("rpm", "rpm")
-    root.mkdir()
-    _run(["sh", str(bundle / "provision.sh"), "--root", str(root)], "provision.sh --root", env)
-    tar = _tool("tar", "tar")
-    _run([tar, "--sort=name", f"--mtime=@{env['SOURCE_DATE_EPOCH']}", "--clamp-mtime", "--numeric-owner",
-          "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime", "-C", str(root), "-cf", str(out),
-          "."], "tar", env)
 
 
 PACKER_MIN = (1, 6)
@@ -634,7 +448,7 @@ def _docker_shim(env: dict[str, str], work: Path) -> None:
     if docker is not None and subprocess.run([docker, "info"], capture_output=True, check=False,
                                              timeout=30).returncode == 0:
         return
-    _tool("podman", "podman")
+    find_tool("podman", "podman")
     from importlib.resources import files
 
     shim = work / "docker"
@@ -647,7 +461,7 @@ def _docker_shim(env: dict[str, str], work: Path) -> None:
 def build_packer(root: Path, role: Role) -> str:
     """`packer build` of the role's template. The binary is called directly: packer-py passes neither an
     environment (CHECKPOINT_DISABLE, PACKER_TMP_DIR, the podman shim's PATH) nor a working directory."""
-    packer = _tool("packer", "packer")
+    packer = find_tool("packer", "packer")
     version = packer_version(packer)
     if version[:2] < PACKER_MIN:
         raise ConfigError(f"Packer {'.'.join(map(str, version))} is too old: templates need >= 1.6",
@@ -659,6 +473,6 @@ def build_packer(root: Path, role: Role) -> str:
         if role.image is not None and role.image.builder is Builder.DOCKER:
             _docker_shim(env, Path(tmp))
         (root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
-        _run([packer, "build", "-color=false", str(root / PACKER_DIR / f"{role.name}.pkr.hcl")],
+        run_tool([packer, "build", "-color=false", str(root / PACKER_DIR / f"{role.name}.pkr.hcl")],
              f"packer build {role.name}", env, cwd=root)
     return f"{PACKER_DIR}/manifest-{role.name}.json"
