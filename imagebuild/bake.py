@@ -33,12 +33,13 @@ from imagebuild.bom import render_bom
 from imagebuild.config import Builder, Config, Distro, ImageSpec, Role
 from imagebuild.errors import ConfigError, DriftError
 from imagebuild.family import BundleRepo, backend, find_tool, run_tool
+from imagebuild.fetch import redact
 from imagebuild.fsutil import write_atomic
 from imagebuild.lockfile import LOCK_NAME, Lock, LockedRepo, LockedTarget, read_lock
 
 PACKER_DIR = "packer"
 IMAGES_DIR = "images"
-PHASES = ("users", "repos", "install", "hold", "verify", "ship", "clean")
+PHASES = ("users", "repos", "install", "pip", "hold", "verify", "ship", "clean")
 BUNDLE_ROOT = "/tmp/imagebuild"  # where Packer uploads a bundle
 
 
@@ -242,6 +243,10 @@ def render_bundle(config: Config, lock: Lock, digest: str, role: Role, target: L
                 raise ConfigError(f"repo {r.name!r}: cannot read its key {r.key}: {e.strerror}") from None
     for rel, text in pm.repo_files(repos, distro, image.ship_repos).items():
         files[rel] = text.encode()
+    if target.pip:
+        files["pip/requirements.txt"] = "".join(p.requirement() + "\n" for p in target.pip).encode()
+        if role.pip_index:  # pip reads the simple index beside the JSON API hashin read (PyPI's layout)
+            files["pip/index"] = (redact(role.pip_index).rstrip("/") + "/simple/\n").encode()
     return files
 
 

@@ -135,5 +135,5 @@ def _mmdebstrap(mm: str, bundle: Path, target: LockedTarget, out: Path, sources:
          f"--essential-hook=sh {script} --root \"$1\" users",
          "--customize-hook=rm -f \"$1/etc/apt/sources.list.d/0000sources.list\" "
          "\"$1/etc/apt/apt.conf.d/99mmdebstrap\"",
-         f"--customize-hook=sh {script} --root \"$1\" hold verify ship clean",
+         f"--customize-hook=sh {script} --root \"$1\" pip hold verify ship clean",
          suite, str(out), str(sources)], f"mmdebstrap {target.key}", env)
