@@ -327,7 +327,7 @@ def render_packer(config: Config, lock: Lock, digest: str, role: Role, arches: l
                else "chmod +x {{ .Path }}; sudo -E env {{ .Vars }} sh -eu {{ .Path }}")
     text = render_template("role.pkr.hcl.j2", role=role.name, lock_digest=digest, builder=image.builder.value,
                            variables=sorted(variables.values(), key=lambda v: v.name), sources=sources, env=env,
-                           execute_command=execute)
+                           execute_command=execute, bundle_root=BUNDLE_ROOT)
     return align_hcl(text)
 
 
@@ -396,7 +396,7 @@ def bake(config: Config, roles: tuple[str, ...], arch: str | None, target: Targe
     if build:
         if target in (Target.ROOTFS, Target.ALL):
             for role, t in pairs:
-                built.append(build_rootfs(config, role, t, root))
+                built.append(build_rootfs(config, lock, role, t, root))
         if target in (Target.PACKER, Target.ALL):
             for name in sorted({role.name for role, _ in pairs if role.image is not None}):
                 built.append(build_packer(root, config.roles[name]))
@@ -419,10 +419,9 @@ def source_date_epoch(lock: Lock) -> int:
     return max(dates, default=0)
 
 
-def build_rootfs(config: Config, role: Role, target: LockedTarget, root: Path) -> str:
+def build_rootfs(config: Config, lock: Lock, role: Role, target: LockedTarget, root: Path) -> str:
     """`images/<role>-<arch>.tar` without Packer, from the bundle, by the family's backend: mmdebstrap (deb) or
     dnf --installroot (rpm)."""
-    lock = read_lock(config.root / LOCK_NAME)
     bundle = root / PACKER_DIR / role.name / target.arch
     out = root / IMAGES_DIR / f"{target.key}.tar"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -215,10 +215,19 @@ def _rpm_tools() -> str | None:
 
 
 @pytest.mark.skipif(_rpm_tools() is not None, reason=str(_rpm_tools()))
-def test_rpm_rootfs_through_the_bundle_equals_the_bom(tmp_path: Path) -> None:
+@pytest.mark.parametrize("weak_deps", [False, True], ids=["weak-deps-off", "weak-deps-on"])
+def test_rpm_rootfs_through_the_bundle_equals_the_bom(tmp_path: Path, weak_deps: bool) -> None:
     """The example's rocky-compute role (module stream 575-open, kernel + the DOCA kmod built for it, dkms from
-    EPEL): provision.sh --root drives dnf --installroot; verify reads the tarball's rpmdb."""
+    EPEL; with weak deps on also dkms' Recommends and the driver's 32-bit libraries): provision.sh --root drives
+    dnf --installroot; verify reads the tarball's rpmdb."""
     cfg = project(tmp_path)
+    if weak_deps:
+        text = cfg.read_text()
+        head, sep, rest = text.partition("[distros.rocky9]")
+        cfg.write_text(head + sep + rest.replace("recommends = false", "recommends = true", 1))
+        assert run(cfg, "lock").returncode == 0
+        bom = (cfg.parent / "boms/rocky-compute-x86_64.bom").read_text()
+        assert " i686" in bom  # the weak dependency really is in the locked set
     res = run(cfg, "bake", "--role", "rocky-compute", "--arch", "x86_64", "--target", "rootfs", "--build")
     assert res.returncode == 0, res.stderr[-3000:]
     tar = cfg.parent / "images/rocky-compute-x86_64.tar"

@@ -186,6 +186,11 @@ def test_packer_docker_builder_on_podman_installs_exactly_the_bom(archive: str, 
                      "PKR_VAR_repo_auth_security": f"ark:{SENTINEL}"})
     assert built.returncode == 0, built.stderr[-4000:]
     assert SENTINEL not in built.stdout + built.stderr
+    template = (tmp_path / "packer/compute.pkr.hcl").read_text()
+    for var in ("repo_auth_debian", "repo_auth_security"):  # secrets: sensitive variables, empty by default
+        block = re.search(rf'variable "{var}" {{(.*?)\n}}', template, re.S)
+        assert block and "sensitive = true" in block[1] and 'default = ""' in block[1], template
+    assert '"IMAGEBUILD_AUTH_DEBIAN=${var.repo_auth_debian}"' in template
     exported = tmp_path / "images/compute-amd64.packer.tar"
     ok = run(cfg, "verify", "--role", "compute", "--arch", "amd64", "--rootfs", str(exported))
     assert ok.returncode == 0, ok.stdout + ok.stderr

@@ -41,6 +41,17 @@ C_ENV = {**os.environ, "LC_ALL": "C", "LANG": "C"}
 Member = tuple[str, bytes] | tuple[str, str, str]  # (name, data) file; (name, "sym"|"hard", target) link
 
 
+def add_member(tf: tarfile.TarFile, m: Member) -> None:
+    ti = tarfile.TarInfo(m[0])
+    if len(m) == 2:
+        ti.size = len(m[1])
+        tf.addfile(ti, io.BytesIO(m[1]))
+    else:
+        ti.type = tarfile.SYMTYPE if m[1] == "sym" else tarfile.LNKTYPE
+        ti.linkname = m[2]
+        tf.addfile(ti)
+
+
 def make_tar(path: Path, members: list[Member], compression: str = "") -> Path:
     """A tarball of in-memory members, plus a few unrelated ones so the db is not the only thing in it."""
     buf = io.BytesIO()
@@ -52,14 +63,7 @@ def make_tar(path: Path, members: list[Member], compression: str = "") -> Path:
             tf.addfile(ti)
         extra: list[Member] = [("./etc/hostname", b"node\n"), ("./usr/bin/true", b"\x7fELF" + b"\0" * 64)]
         for m in [*extra, *members]:
-            ti = tarfile.TarInfo(m[0])
-            if len(m) == 2:
-                ti.size = len(m[1])
-                tf.addfile(ti, io.BytesIO(m[1]))
-            else:
-                ti.type = tarfile.SYMTYPE if m[1] == "sym" else tarfile.LNKTYPE
-                ti.linkname = m[2]
-                tf.addfile(ti)
+            add_member(tf, m)
     raw = buf.getvalue()
     path.write_bytes(compress(raw, compression))
     return path
@@ -100,14 +104,7 @@ def tar_tree(root: Path, out: Path, rename: Callable[[str], str | None] = lambda
                 else:
                     tf.addfile(ti)
         for m in extra:
-            ti = tarfile.TarInfo(m[0])
-            if len(m) == 2:
-                ti.size = len(m[1])
-                tf.addfile(ti, io.BytesIO(m[1]))
-            else:
-                ti.type = tarfile.SYMTYPE if m[1] == "sym" else tarfile.LNKTYPE
-                ti.linkname = m[2]
-                tf.addfile(ti)
+            add_member(tf, m)
     return out
 
 
