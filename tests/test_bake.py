@@ -328,3 +328,35 @@ def test_hostile_repo_strings_are_refused_at_config_time(tmp_path: Path, old: st
     cfg.write_text(text.replace(old, new, 1))
     res = run(cfg, "bake")
     assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def test_rpm_hold_phase_excludes_or_versionlocks_the_locked_set(tmp_path: Path) -> None:
+    """The script's hold phase, run for real against a scratch root: dnf.conf excludes the locked names (one
+    `excludepkgs=` line under [main], no inline comment dnf would read as globs); with the versionlock plugin
+    in the locked set, versionlock.list pins every locked name-[epoch:]version-release instead."""
+    cfg = project(tmp_path, image=None)
+    assert run(cfg, "bake", "--role", "rocky-compute", "--arch", "x86_64", "--target", "rootfs").returncode == 0
+    bundle = cfg.parent / "packer/rocky-compute/x86_64"
+    root = tmp_path / "root"
+    (root / "etc/dnf").mkdir(parents=True)
+    (root / "etc/dnf/dnf.conf").write_text("[main]\ngpgcheck=1\n")
+    res = subprocess.run(["sh", str(bundle / "provision.sh"), "--root", str(root), "hold"], capture_output=True,
+                         text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    conf = (root / "etc/dnf/dnf.conf").read_text().splitlines()
+    assert conf[0] == "[main]" and conf[1].startswith("#") and conf[-1] == "gpgcheck=1"
+    excluded = conf[2].removeprefix("excludepkgs=").split()
+    locked = sorted({ln.split()[0] for ln in (bundle / "bom").read_text().splitlines() if ln[:1] != "#"})
+    assert excluded == locked and "kernel-core" in excluded
+    # the versionlock plugin in the lock: its list instead
+    bom = bundle / "bom"
+    bom.write_text(bom.read_text() + "python3-dnf-plugin-versionlock 4.3.0-13.el9 noarch\n")
+    shutil.rmtree(root)
+    root.mkdir()
+    res = subprocess.run(["sh", str(bundle / "provision.sh"), "--root", str(root), "hold"], capture_output=True,
+                         text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    entries = (root / "etc/dnf/plugins/versionlock.list").read_text().splitlines()
+    assert "kmod-nvidia-open-dkms-3:575.57.08-1.el9.*" in entries
+    assert "python3-dnf-plugin-versionlock-4.3.0-13.el9.*" in entries
+    assert not (root / "etc/dnf/dnf.conf").exists()
