@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gpu-cluster"
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "gpu-cluster"
 
 
 def run(cfg: Path, *args: str, cache: Path) -> subprocess.CompletedProcess[str]:
@@ -183,3 +185,20 @@ def test_did_you_mean_names_only_close_matches() -> None:
     assert did_you_mean("rdma-coer", names) == "did you mean rdma-core?"
     assert did_you_mean("slurmdd", ["slurmd", "slurmctld", "slurm-client"]) == "did you mean slurmd?"
     assert did_you_mean("zzz", names) is None
+
+
+@pytest.mark.skipif(shutil.which("faketime") is None, reason="faketime not installed (apt-get install faketime)")
+def test_no_snapshot_means_now_and_says_so(project: Path, tmp_path: Path) -> None:
+    """Without `snapshot`, Release validity is the one thing checked against the clock: lock says so while the
+    metadata is valid (the example's expires 2026-11-28), and names the key to set once it has expired."""
+    cfg = project / "imagebuild.toml"
+    cfg.write_text(re.sub(r'^snapshot = "[^"]*"\n', "", cfg.read_text(), count=1, flags=re.M))
+    env = {**os.environ, "LC_ALL": "C", "IMAGEBUILD_CACHE": str(tmp_path / "c"), "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "imagebuild", "--config", str(cfg), "lock"]
+    before = subprocess.run(["faketime", "2026-11-25 12:00:00", *cmd], capture_output=True, text=True, env=env,
+                            timeout=120, check=False)
+    assert before.returncode == 0, before.stderr
+    assert "no `snapshot` is set" in before.stderr and "Sat, 28 Nov 2026" in before.stderr
+    after = subprocess.run(["faketime", "2026-12-01 12:00:00", *cmd], capture_output=True, text=True, env=env,
+                           timeout=120, check=False)
+    assert after.returncode == 4 and "expired" in after.stderr and "set `snapshot`" in after.stderr, after.stderr

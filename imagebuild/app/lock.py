@@ -142,6 +142,11 @@ def _load_distro_arch(distro: Distro, arch: str, config: Config, cache: Cache,
             if key not in releases:
                 with log.step(f"{repo.name} {suite}: Release"):
                     releases[key] = read_release(repo, url, suite, cache, at)
+                if snapshot is None and config.snapshot is None and releases[key][0].valid_until:
+                    # the one wall-clock default left: said out loud, since the same lock fails once it expires
+                    log.warn(f"repo {repo.name!r} {suite}: no `snapshot` is set, so its Release is checked against "
+                             f"the current time; it expires {releases[key][0].valid_until} (set snapshot = "
+                             "\"YYYYMMDDTHHMMSSZ\" in imagebuild.toml to lock an instant)")
             info, release = releases[key]
             indices: list[PackagesIndex] = []
             for component in (("",) if repo.flat else repo.components):
