@@ -380,6 +380,8 @@ def bake(config: Config, roles: tuple[str, ...], arch: str | None, target: Targe
             files[f"{PACKER_DIR}/{role.name}/{t.arch}/{rel}"] = data
     if target in (Target.PACKER, Target.ALL):
         imaged = {role.name: role for role, _ in pairs if role.image is not None}
+        if not imaged and not roles and target is Target.PACKER:
+            log.warn("no role has a [roles.R.image] table: only the provisioning bundles were rendered")
         if not imaged and roles:
             raise ConfigError(f"role {roles[0]!r} has no [roles.{roles[0]}.image] table: nothing for Packer to build",
                               hint="add builder and source to it, or use --target rootfs")

@@ -253,7 +253,7 @@ def bake_cmd(state: _State, roles: tuple[str, ...], arch: str | None, target: st
 
     result = bake.bake(state.config(), roles, arch, bake.Target(target), build, out)
     for rel in result.written:
-        log.info(f"wrote {rel}")
+        log.debug(f"wrote {rel}")
     log.info(f"{len(result.written)} files written, {result.unchanged} unchanged")
     for rel in result.built:
         click.echo(f"built {rel}")
