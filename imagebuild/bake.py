@@ -169,14 +169,16 @@ def bundle_repos(config: Config, lock: Lock, distro: Distro, arch: str) -> list[
     out = []
     for repo in distro.all_repos:
         urls = []
+        snapshot = None
         for suite in pm.suites(repo):
             lr = locked.get((repo.name, suite))
             if lr is None:
                 raise DriftError(f"{LOCK_NAME} has no entry for repo {repo.name!r} {suite} ({distro.name}/{arch})",
                                  hint="run `imagebuild lock`")
             urls.append((suite, _absolute(config, lr.url)))
+            snapshot = lr.snapshot
         out.append(BundleRepo(repo.name, tuple(urls), pm.signing_key(repo),
-                              auth_var(repo.name) if _has_credentials(repo.url) else None, repo))
+                              auth_var(repo.name) if _has_credentials(repo.url) else None, repo, snapshot))
     return out
 
 

@@ -34,6 +34,7 @@ class BundleRepo:
     key: Path | None
     auth_var: str | None  # IMAGEBUILD_AUTH_<NAME> when the config's URL carries credentials
     config: AptRepo | RpmRepo
+    snapshot: str | None = None  # the snapshot id it was locked at; None: a floating (vendor) repo
 
 
 class FamilyBackend(Protocol):

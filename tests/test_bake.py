@@ -360,3 +360,17 @@ def test_rpm_hold_phase_excludes_or_versionlocks_the_locked_set(tmp_path: Path) 
     assert "kmod-nvidia-open-dkms-3:575.57.08-1.el9.*" in entries
     assert "python3-dnf-plugin-versionlock-4.3.0-13.el9.*" in entries
     assert not (root / "etc/dnf/dnf.conf").exists()
+
+
+def test_shipped_sources_skip_the_validity_check_only_for_snapshot_repos(tmp_path: Path) -> None:
+    from imagebuild.apt.render import sources_deb822
+    from imagebuild.config import AptRepo
+    from imagebuild.family import BundleRepo
+
+    cfg = AptRepo("debian", "http://127.0.0.1:9/debian", ("bookworm",), ("main",), None, True, False)
+    on_snapshot = BundleRepo("debian", (("bookworm", "http://127.0.0.1:9/archive/debian/20261122T000000Z"),),
+                             None, None, cfg, "20261122T000000Z")
+    floating = BundleRepo("vendor", (("bookworm", "http://127.0.0.1:9/vendor"),), None, None, cfg, None)
+    text = sources_deb822([on_snapshot, floating], "/etc/apt/keyrings/imagebuild-", enabled=True)
+    first, second = text.split("\n\n")
+    assert "Check-Valid-Until: no" in first and "Check-Valid-Until" not in second

@@ -52,8 +52,9 @@ def sources_deb822(repos: list[BundleRepo], keys: str, *, enabled: bool) -> str:
                   f"Suites: {' '.join(s for s, _ in r.urls)}"]
         if not r.config.flat:
             stanza.append(f"Components: {' '.join(r.config.components)}")
-        stanza += [f"Signed-By: {keys}{key_name(r.name)}" if r.key is not None else "Trusted: yes",
-                   "Check-Valid-Until: no"]
+        stanza.append(f"Signed-By: {keys}{key_name(r.name)}" if r.key is not None else "Trusted: yes")
+        if r.snapshot is not None:  # a snapshot's Release expires a week after it was taken; a floating repo's
+            stanza.append("Check-Valid-Until: no")  # is current, and its validity still means something
         if not enabled:
             stanza.append("Enabled: no")
         stanzas.append("\n".join(stanza) + "\n")
