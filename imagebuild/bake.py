@@ -286,6 +286,12 @@ def _source_settings(role: Role, image: ImageSpec, arch: str, builder: Builder,
               ("shutdown_command", hcl_quote("sudo shutdown -P now"))]
         if _QEMU_ARCH.get(arch) == "aarch64":
             s.append(("machine_type", hcl_quote("virt")))
+        # Packer's way into a cloud image: a seed ISO of the project's files, a password only from the environment
+        variables.setdefault("ssh_password", _Var("ssh_password", "string", '""', sensitive=True))
+        s.append(("ssh_password", "var.ssh_password"))
+        if "cd_files" in settings:
+            files = var("cd_files", settings.pop("cd_files"))
+            s.append(("cd_files", f'[for f in {files} : "${{path.root}}/../${{f}}"]'))
         defaults: dict[str, object] = {"ssh_username": "debian", "disk_size": "20G", "format": "qcow2",
                                        "headless": True, "memory": 4096, "cpus": 2}
     elif builder is Builder.OPENSTACK:

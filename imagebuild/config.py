@@ -186,7 +186,10 @@ class ShipRepos(StrEnum):
 # They become Packer variables (defaults = these values); anything secret comes from the environment instead.
 BUILDER_SETTINGS: dict[Builder, dict[str, type]] = {
     Builder.QEMU: {"disk_size": str, "memory": int, "cpus": int, "ssh_username": str, "accelerator": str,
-                   "format": str, "headless": bool, "ssh_timeout": str},
+                   "format": str, "headless": bool, "ssh_timeout": str,
+                   # how Packer gets in: a NoCloud seed (cd_files relative to the project, cd_label "cidata")
+                   # with the user's key or password; the password itself only as PKR_VAR_ssh_password
+                   "cd_files": list, "cd_label": str},
     Builder.OPENSTACK: {"flavor": str, "networks": list, "ssh_username": str, "security_groups": list,
                         "floating_ip_network": str, "availability_zone": str, "image_name": str},
     Builder.AMAZON_EBS: {"instance_type": str, "region": str, "ssh_username": str, "owners": list,

@@ -31,7 +31,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gpu-cluster"
 ZERO = "0" * 64
 IMAGES = {
     "qemu": f'builder = "qemu"\nsource = "http://127.0.0.1:8080/images/bookworm/20261122/'
-            f'debian-12-genericcloud-{{arch}}.qcow2"\nsource-checksum = "sha256:{ZERO}"\ndisk_size = "20G"\n',
+            f'debian-12-genericcloud-{{arch}}.qcow2"\nsource-checksum = "sha256:{ZERO}"\ndisk_size = "20G"\n'
+            'cd_files = ["seed/user-data", "seed/meta-data"]\ncd_label = "cidata"\n',
     "openstack": 'builder = "openstack"\nsource = "debian-12-genericcloud"\nflavor = "gpu.large"\n'
                  'networks = ["hpc-net"]\n',
     "amazon-ebs": 'builder = "amazon-ebs"\nsource = "debian-12-{arch}-*"\ninstance_type = "g5.xlarge"\n'
@@ -56,6 +57,9 @@ def project(tmp_path: Path, image: str | None = "qemu", extra: str = "") -> Path
         text += "\n[roles.compute.image]\n" + IMAGES[image]
         text += "\n[roles.rocky-compute.image]\n" + IMAGES[image].replace("debian-12", "rocky-9")
     (dst / "imagebuild.toml").write_text(text)
+    (dst / "seed").mkdir()
+    (dst / "seed/user-data").write_text("#cloud-config\n")  # a NoCloud seed for qemu's cd_files
+    (dst / "seed/meta-data").write_text("")
     return dst / "imagebuild.toml"
 
 
@@ -149,6 +153,10 @@ def test_every_builder_template_passes_packer(tmp_path: Path, builder: str) -> N
     plugins = (pk / "plugins.pkr.hcl").read_text()
     assert "required_plugins" in plugins and re.search(r'version = ">= \d+\.\d+\.\d+, < \d+\.0\.0"', plugins)
     assert "required_plugins" not in (pk / "compute.pkr.hcl").read_text()  # Packer 1.6 rejects it there
+    if builder == "qemu":  # Packer's way in: the seed ISO from the project, a password only from the environment
+        assert variables["ssh_password"]["sensitive"] is True and unq(variables["ssh_password"]["default"]) == ""
+        text = (pk / "compute.pkr.hcl").read_text()
+        assert 'cd_files         = [for f in var.cd_files : "${path.root}/../${f}"]' in text
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (apt-get install shellcheck)")
