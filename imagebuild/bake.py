@@ -152,17 +152,14 @@ def packer_var(repo: str) -> str:
     return "repo_auth_" + re.sub(r"[^a-z0-9]", "_", repo.lower())
 
 
-def _absolute(config: Config, url: str) -> str:
-    return f"file://{config.root}/{url[len('file:'):]}" if url.startswith("file:") and not url.startswith(
-        "file://") else url
-
-
 def _has_credentials(url: str) -> bool:
     parts = urlsplit(url)
     return parts.username is not None or parts.password is not None
 
 
 def bundle_repos(config: Config, lock: Lock, distro: Distro, arch: str) -> list[BundleRepo]:
+    from imagebuild import app
+
     locked: dict[tuple[str, str], LockedRepo] = {
         (r.name, r.suite): r for r in lock.repos if r.distro == distro.name and r.arch == arch}
     pm = backend(distro.family)
@@ -175,7 +172,7 @@ def bundle_repos(config: Config, lock: Lock, distro: Distro, arch: str) -> list[
             if lr is None:
                 raise DriftError(f"{LOCK_NAME} has no entry for repo {repo.name!r} {suite} ({distro.name}/{arch})",
                                  hint="run `imagebuild lock`")
-            urls.append((suite, _absolute(config, lr.url)))
+            urls.append((suite, app.url_from_lock(config, lr.url)))
             snapshot = lr.snapshot
         out.append(BundleRepo(repo.name, tuple(urls), pm.signing_key(repo),
                               auth_var(repo.name) if _has_credentials(repo.url) else None, repo, snapshot))
@@ -263,15 +260,21 @@ class _Var:
     sensitive: bool = False
 
 
+def _secret(name: str) -> _Var:
+    """A Packer variable only the environment fills (PKR_VAR_<name>): sensitive, empty by default."""
+    return _Var(name, "string", '""', sensitive=True)
+
+
 _Attrs = list[tuple[str, str]]
 
 
-def _source_settings(role: Role, image: ImageSpec, arch: str, builder: Builder,
+def _source_settings(role: Role, image: ImageSpec, arch: str,
                      variables: dict[str, _Var]) -> tuple[_Attrs, list[tuple[str, _Attrs]]]:
     def var(name: str, value: object) -> str:
         variables.setdefault(name, _Var(name, _hcl_type(value), _hcl_value(value)))
         return f"var.{name}"
 
+    builder = image.builder
     settings = dict(image.settings)
     s: _Attrs = []
     blocks: list[tuple[str, _Attrs]] = []
@@ -287,7 +290,7 @@ def _source_settings(role: Role, image: ImageSpec, arch: str, builder: Builder,
         if _QEMU_ARCH.get(arch) == "aarch64":
             s.append(("machine_type", hcl_quote("virt")))
         # Packer's way into a cloud image: a seed ISO of the project's files, a password only from the environment
-        variables.setdefault("ssh_password", _Var("ssh_password", "string", '""', sensitive=True))
+        variables.setdefault("ssh_password", _secret("ssh_password"))
         s.append(("ssh_password", "var.ssh_password"))
         if "cd_files" in settings:
             files = var("cd_files", settings.pop("cd_files"))
@@ -316,20 +319,19 @@ def _source_settings(role: Role, image: ImageSpec, arch: str, builder: Builder,
     return s, blocks
 
 
-def render_packer(config: Config, lock: Lock, digest: str, role: Role, arches: list[str],
-                  repos: list[BundleRepo]) -> str:
+def render_packer(digest: str, role: Role, arches: list[str], repos: list[BundleRepo]) -> str:
     image = role.image
     assert image is not None
     variables: dict[str, _Var] = {}
     sources = []
     for arch in arches:
-        settings, blocks = _source_settings(role, image, arch, image.builder, variables)
+        settings, blocks = _source_settings(role, image, arch, variables)
         sources.append({"arch": arch, "settings": settings, "blocks": blocks})
     env = ['"LC_ALL=C"', '"DEBIAN_FRONTEND=noninteractive"']
     for r in repos:
         if r.auth_var:
             name = packer_var(r.name)
-            variables[name] = _Var(name, "string", '""', sensitive=True)
+            variables[name] = _secret(name)
             env.append(f'"{r.auth_var}=${{var.{name}}}"')
     execute = ("chmod +x {{ .Path }}; {{ .Vars }} sh -eu {{ .Path }}" if image.builder is Builder.DOCKER
                else "chmod +x {{ .Path }}; sudo -E env {{ .Vars }} sh -eu {{ .Path }}")
@@ -397,7 +399,7 @@ def bake(config: Config, roles: tuple[str, ...], arch: str | None, target: Targe
             arches = [t.arch for r, t in pairs if r.name == name]
             distro = config.distros[role.distro]
             repos = bundle_repos(config, lock, distro, arches[0])
-            files[f"{PACKER_DIR}/{name}.pkr.hcl"] = render_packer(config, lock, digest, role, arches, repos).encode()
+            files[f"{PACKER_DIR}/{name}.pkr.hcl"] = render_packer(digest, role, arches, repos).encode()
         if imaged:
             files[f"{PACKER_DIR}/plugins.pkr.hcl"] = render_plugins(
                 {r.image.builder for r in imaged.values() if r.image}).encode()

@@ -8,7 +8,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from imagebuild.debversion import is_valid as is_valid_deb_version
@@ -357,13 +357,8 @@ def _user(file: Path, name: str, data: Any) -> User:
 
 
 def _image(file: Path, where: str, data: Any) -> ImageSpec:
-    builder_s = _Table(file, where, data, set(data) if isinstance(data, dict) else set()).get(
-        "builder", str, required=True)
-    try:
-        builder = Builder(builder_s)
-    except ValueError:
-        raise ConfigError(f"{file}: {where}.builder: unknown builder {builder_s!r}",
-                          hint="one of " + ", ".join(b.value for b in Builder)) from None
+    # the builder decides which keys are allowed: read it from a table that allows them all
+    builder = _choice(_Table(file, where, data, set(data) if isinstance(data, dict) else set()), "builder", Builder)
     kinds = BUILDER_SETTINGS[builder]
     t = _Table(file, where, data, {"builder", "source", "source-checksum", "hold", "ship-repos", *kinds})
     for key in BUILDER_REQUIRED[builder]:
@@ -376,12 +371,7 @@ def _image(file: Path, where: str, data: Any) -> ImageSpec:
     if checksum is not None and not re.match(r"^(?:(?:sha256|sha512):[0-9a-f]{64,128}|file:\S+|none)$", checksum):
         raise t.error(t.key("source-checksum"), f"{checksum!r} is not a checksum",
                       hint="sha256:<hex>, sha512:<hex> or file:<URL of a SHA256SUMS>")
-    ship_s = t.get("ship-repos", str, ShipRepos.SNAPSHOT.value)
-    try:
-        ship = ShipRepos(ship_s)
-    except ValueError:
-        raise t.error(t.key("ship-repos"), f"unknown value {ship_s!r}",
-                      hint="one of " + ", ".join(s.value for s in ShipRepos)) from None
+    ship = _choice(t, "ship-repos", ShipRepos, ShipRepos.SNAPSHOT)
     settings: list[tuple[str, SettingValue]] = []
     for key, kind in sorted(kinds.items()):
         if key in t.data:
@@ -391,6 +381,19 @@ def _image(file: Path, where: str, data: Any) -> ImageSpec:
                     _safe_text(t, key, text)
             settings.append((key, value))
     return ImageSpec(builder, source, checksum, t.get("hold", bool, True), ship, tuple(settings))
+
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _choice(t: _Table, key: str, kind: type[_E], default: _E | None = None) -> _E:
+    """The value of `key` as one of the closed set `kind` (a missing key is `default`, or an error without one)."""
+    value = t.get(key, str, default.value if default is not None else ..., required=default is None)
+    try:
+        return kind(value)
+    except ValueError:
+        raise t.error(t.key(key), f"unknown value {value!r}", hint="one of " + ", ".join(k.value for k in kind)) \
+            from None
 
 
 def _safe_text(t: _Table, key: str, value: str) -> str:

@@ -16,6 +16,7 @@ from imagebuild.app.lock import (
     refuse_rollback,
     resolve_all,
     skew_warnings,
+    url_from_lock,
     write_outputs,
 )
 from imagebuild.app.mirroring import archive_priorities, mirror
@@ -45,6 +46,7 @@ __all__ = [
     "rewrite_repo_file",
     "set_config_snapshot",
     "skew_warnings",
+    "url_from_lock",
     "why",
     "with_snapshot",
     "write_outputs",

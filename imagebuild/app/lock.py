@@ -97,6 +97,12 @@ def lock_url(config: Config, url: str) -> str:
     return "file:" + url[len(prefix):] if url.startswith(prefix) else url
 
 
+def url_from_lock(config: Config, url: str) -> str:
+    """The fetchable form of a URL the lock records: a project-relative `file:` made absolute again."""
+    return f"file://{config.root}/{url[len('file:'):]}" if url.startswith("file:") and not url.startswith(
+        "file://") else url
+
+
 def snap_doc(snap: SnapshotSettings) -> dict[str, str | None]:
     return {"snapshot": snap.snapshot, "provider": snap.provider, "service": snap.service and redact(snap.service)}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imagebuild import log
-from imagebuild.app.lock import inputs_digest, lock_url
+from imagebuild.app.lock import inputs_digest, lock_url, url_from_lock
 from imagebuild.apt.packages import R_ARCH, R_NAME, R_VERSION
 from imagebuild.config import Config, RpmRepo
 from imagebuild.errors import ConfigError
@@ -46,9 +46,7 @@ def mirror(config: Config, roles: tuple[str, ...], repos: tuple[str, ...], out: 
                    else repo.url_for(r.arch, r.snapshot))
             if lock_url(config, url) == r.url:
                 return url
-        if r.url.startswith("file:") and not r.url.startswith("file://"):
-            return f"file://{config.root}/{r.url[len('file:'):]}"
-        return r.url
+        return url_from_lock(config, r.url)
 
     with log.step(f"mirroring into {out}"):
         return mirror_mod.mirror(lock, targets, out, repo_url=repo_url, repos=set(repos) or None,
