@@ -280,8 +280,11 @@ def verify_cmd(state: _State, role: str, arch: str, rootfs: Path | None, install
     if target is None:
         raise DriftError(f"{LOCK_NAME} has no {role}-{arch}", hint="check --role/--arch, or run `imagebuild lock`")
     family = Family(target.family)
-    actual = verify.installed_from_rootfs(rootfs, family) if rootfs is not None else \
-        verify.installed_from_list(installed)  # type: ignore[arg-type]
+    if rootfs is not None:
+        actual = verify.installed_from_rootfs(rootfs, family)
+    else:
+        assert installed is not None  # exactly one of the two, checked above
+        actual = verify.installed_from_list(installed)
     diff = verify.compare(target.bom(), actual, family)
     if verify.has_drift(diff):
         click.echo(render_text(diff), nl=False)
