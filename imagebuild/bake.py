@@ -46,7 +46,9 @@ BUNDLE_ROOT = "/tmp/imagebuild"  # where Packer uploads a bundle
 class Target(StrEnum):
     PACKER = "packer"
     ROOTFS = "rootfs"
-    ALL = "all"
+    DOCKER = "docker"
+    APPTAINER = "apptainer"
+    ALL = "all"  # everything renderable; --build: root filesystems, Packer and the Docker containers
 
 
 # Packer >= 1.7 plugins of each builder, pinned (plugins.pkr.hcl)
@@ -82,6 +84,14 @@ def hcl_quote(value: object) -> str:
     return f'"{s}"'
 
 
+def dq(value: object) -> str:
+    """A double-quoted value for a Dockerfile ENV/LABEL and a shell `export`, refused if it could be code."""
+    s = str(value)
+    if any(c in s for c in '"\\$`\n\r'):
+        raise ConfigError(f"{s!r}: quotes, backslashes, $ and backticks cannot go into a container definition")
+    return f'"{s}"'
+
+
 def _hcl_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -107,6 +117,9 @@ _ENV = jinja2.Environment(loader=jinja2.PackageLoader("imagebuild", "templates")
 _ENV.filters["sh"] = sh_quote
 _ENV.filters["hcl"] = hcl_quote
 _ENV.filters["hcl_comment"] = lambda s: re.sub(r"[^A-Za-z0-9_.+-]", "_", str(s))
+
+
+_ENV.filters["dq"] = lambda v: dq(v)
 
 
 def render_template(name: str, **values: object) -> str:
@@ -231,6 +244,7 @@ def render_bundle(config: Config, lock: Lock, digest: str, role: Role, target: L
         f"{u.name} {u.uid} {u.gid} {u.home} {u.shell} {','.join(u.groups) or '-'}\n" for u in config.users).encode()
     snapshots = {r.name: r.snapshot for r in lock.repos if r.distro == distro.name and r.arch == target.arch}
     info = {"role": role.name, "arch": target.arch, "distro": distro.name, "family": distro.family.value,
+            **({"container": True} if target.container else {}),
             "lock_digest": digest, "snapshots": dict(sorted(snapshots.items())), **_stack(target)}
     files["image.json"] = (json.dumps(info, indent=1, sort_keys=True) + "\n").encode()
     files["repos/auth"] = "".join(f"{r.auth_var} {pm.auth_target(r)}\n" for r in repos if r.auth_var).encode()
@@ -242,6 +256,10 @@ def render_bundle(config: Config, lock: Lock, digest: str, role: Role, target: L
                 raise ConfigError(f"repo {r.name!r}: cannot read its key {r.key}: {e.strerror}") from None
     for rel, text in pm.repo_files(repos, distro, image.ship_repos).items():
         files[rel] = text.encode()
+    if target.stubs:
+        from imagebuild.bake_containers import stub_files
+
+        files.update(stub_files(target))
     if target.pip:
         files["pip/requirements.txt"] = "".join(p.requirement() + "\n" for p in target.pip).encode()
         if role.pip_index:  # pip reads the simple index beside the JSON API hashin read (PyPI's layout)
@@ -380,19 +398,23 @@ def _targets(config: Config, lock: Lock, roles: tuple[str, ...], arch: str | Non
 
 def bake(config: Config, roles: tuple[str, ...], arch: str | None, target: Target, build: bool,
          out: Path | None) -> BakeResult:
+    from imagebuild import bake_containers as bc
+
     lock = fresh_lock(config)
     digest = lock_digest(config)
     root = out or config.root
     pairs = _targets(config, lock, roles, arch)
     files: dict[str, bytes] = {}
-    for role, t in pairs:
-        for rel, data in render_bundle(config, lock, digest, role, t).items():
-            files[f"{PACKER_DIR}/{role.name}/{t.arch}/{rel}"] = data
+    nodes = target in (Target.PACKER, Target.ROOTFS, Target.ALL)
+    if nodes:
+        for role, t in pairs:
+            for rel, data in render_bundle(config, lock, digest, role, t).items():
+                files[f"{PACKER_DIR}/{role.name}/{t.arch}/{rel}"] = data
     if target in (Target.PACKER, Target.ALL):
         imaged = {role.name: role for role, _ in pairs if role.image is not None}
         if not imaged and not roles and target is Target.PACKER:
             log.warn("no role has a [roles.R.image] table: only the provisioning bundles were rendered")
-        if not imaged and roles:
+        if not imaged and roles and target is Target.PACKER:
             raise ConfigError(f"role {roles[0]!r} has no [roles.{roles[0]}.image] table: nothing for Packer to build",
                               hint="add builder and source to it, or use --target rootfs")
         for name, role in sorted(imaged.items()):
@@ -403,6 +425,19 @@ def bake(config: Config, roles: tuple[str, ...], arch: str | None, target: Targe
         if imaged:
             files[f"{PACKER_DIR}/plugins.pkr.hcl"] = render_plugins(
                 {r.image.builder for r in imaged.values() if r.image}).encode()
+    containers: list[tuple[Role, LockedTarget]] = []
+    if target in (Target.DOCKER, Target.APPTAINER, Target.ALL):
+        containers = bc.container_targets(lock, pairs)
+        if not containers and roles and target is not Target.ALL:
+            raise ConfigError(f"role {roles[0]!r} has no [roles.{roles[0]}.container] table: no container to render",
+                              hint="add one with base = \"rootfs\" or an image reference pinned by digest")
+        if not containers and target is not Target.ALL:
+            log.warn("no role has a [roles.R.container] table: nothing rendered")
+        epoch = source_date_epoch(lock)
+        for role, t in containers:
+            for rel, data in render_bundle(config, lock, digest, role, t).items():
+                files[f"{bc.CONTAINERS_DIR}/{role.name}/{t.arch}/{rel}"] = data
+            files.update(bc.render_container(config, lock, digest, role, t, epoch))
     written = tuple(rel for rel, data in sorted(files.items()) if write_atomic(root / rel, data))
     built: list[str] = []
     if build:
@@ -412,6 +447,12 @@ def bake(config: Config, roles: tuple[str, ...], arch: str | None, target: Targe
         if target in (Target.PACKER, Target.ALL):
             for name in sorted({role.name for role, _ in pairs if role.image is not None}):
                 built.append(build_packer(root, config.roles[name]))
+        if target in (Target.DOCKER, Target.ALL):
+            for role, t in containers:
+                built.append(bc.build_docker(config, lock, role, t, root, source_date_epoch(lock)))
+        if target is Target.APPTAINER:
+            for role, t in containers:
+                built.append(bc.build_apptainer(config, role, t, root))
     return BakeResult(written, len(files) - len(written), tuple(built))
 
 

@@ -240,8 +240,10 @@ def why(state: _State, package: str, role: str, arch: str | None) -> None:
 @cli.command("bake")
 @click.option("--role", "roles", multiple=True, help="Only this role (repeatable; default: every role).")
 @click.option("--arch", default=None, help="Only this architecture (default: every locked arch).")
-@click.option("--target", "target", type=click.Choice(["packer", "rootfs", "all"]), default="all", show_default=True,
-              help="packer: templates (+ bundles); rootfs: root filesystem tarballs without Packer.")
+@click.option("--target", "target", type=click.Choice(["packer", "rootfs", "docker", "apptainer", "all"]),
+              default="all", show_default=True,
+              help="packer: templates (+ bundles); rootfs: root filesystem tarballs without Packer; docker, "
+                   "apptainer: the role's container (containers/<role>/).")
 @click.option("--build", is_flag=True, help="Also run the build (packer build / mmdebstrap / dnf --installroot).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Where packer/ and images/ go (default: next to the config).")

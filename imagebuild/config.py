@@ -227,6 +227,32 @@ class User:
     groups: tuple[str, ...] = ()
 
 
+ROOTFS_BASE = "rootfs"
+_IMAGE_REF_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*(?::[0-9]+)?(?:/[a-z0-9][a-z0-9._-]*)+(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?"
+                           r"@sha256:[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """`[roles.R.container]`: a container of the role's userspace, locked as `<role>-container` from the node's set.
+
+    `base` is "rootfs" (the distro's base, built by imagebuild from the snapshot and imported) or an image
+    reference pinned by digest, whose packages `base_bom` lists. `packages` (None: the node's requests) are
+    what the container asks for, each at the node image's version; `exclude` adds globs to the default rule."""
+
+    base: str
+    base_bom: Path | None = None
+    exclude: tuple[str, ...] = ()
+    packages: tuple[PackageRequest, ...] | None = None
+
+    @property
+    def rootfs(self) -> bool:
+        return self.base == ROOTFS_BASE
+
+    def base_bom_for(self, arch: str) -> Path | None:
+        return None if self.base_bom is None else Path(str(self.base_bom).replace("{arch}", arch))
+
+
 @dataclass(frozen=True)
 class Role:
     name: str
@@ -235,6 +261,7 @@ class Role:
     image: ImageSpec | None = None
     pip: tuple[str, ...] = ()  # exact `name==version` pins, locked with their hashes (hashin)
     pip_index: str | None = field(default=None, repr=False)  # a PyPI-JSON index root; None: hashin's default
+    container: ContainerSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -318,6 +345,10 @@ def load_config(path: Path) -> Config:
     roles = {name: _role(path, name, data, distros) for name, data in roles_t.data.items()}
     if not roles:
         raise top.error("roles", "no roles configured", hint="add a [roles.NAME] table")
+    for name, role in roles.items():
+        if role.container is not None and f"{name}-container" in roles:
+            raise roles_t.error(f"roles.{name}-container", f"this name is taken by the container of role {name!r}",
+                                hint="rename the role: its lock target and BOMs would collide")
     users_t = _Table(path, "users", top.get("users", dict, {}), set(top.get("users", dict, {})))
     users = tuple(_user(path, name, data) for name, data in sorted(users_t.data.items()))
     uids = [u.uid for u in users]
@@ -634,18 +665,12 @@ def _snapshot_settings(t: _Table, url: str) -> SnapshotSettings:
     return SnapshotSettings(snapshot, provider, service)
 
 
-def _role(file: Path, name: str, data: Any, distros: dict[str, Distro]) -> Role:
-    t = _Table(file, f"roles.{name}", data, {"distro", "packages", "image", "pip", "pip-index"})
-    if not _NAME_RE.match(name):
-        raise t.error(f"roles.{name}", "invalid role name", hint="lowercase letters, digits, . + -")
-    distro = t.get("distro", str, required=True)
-    if distro not in distros:
-        raise t.error(t.key("distro"), f"unknown distro {distro!r}", hint=f"defined: {', '.join(sorted(distros))}")
+def _packages(t: _Table, key: str, distro: Distro) -> tuple[PackageRequest, ...]:
     packages = []
-    for spec in t.get("packages", list, required=True):
-        if distros[distro].family is Family.RPM:
+    for spec in t.get(key, list, required=True):
+        if distro.family is Family.RPM:
             if not _RPM_SPEC_RE.match(spec):
-                raise t.error(t.key("packages"), f"bad package spec {spec!r}",
+                raise t.error(t.key(key), f"bad package spec {spec!r}",
                               hint="use a dnf spec: name, name-version, name-epoch:version-release, name.arch, "
                                    "@module:stream/profile, "
                                    "a provide ('libcuda.so.1()(64bit)', 'dkms >= 3.1.8') or a file path")
@@ -654,13 +679,24 @@ def _role(file: Path, name: str, data: Any, distros: dict[str, Distro]) -> Role:
         try:
             req = PackageRequest.parse(spec)
         except ValueError:
-            raise t.error(t.key("packages"), f"bad package spec {spec!r}",
+            raise t.error(t.key(key), f"bad package spec {spec!r}",
                           hint="use name, name=version, name/suite or name:arch") from None
-        if req.arch and req.arch not in distros[distro].arches and req.arch != "all":
-            raise t.error(t.key("packages"), f"{spec!r}: architecture {req.arch!r} is not in the distro's arches")
+        if req.arch and req.arch not in distro.arches and req.arch != "all":
+            raise t.error(t.key(key), f"{spec!r}: architecture {req.arch!r} is not in the distro's arches")
         packages.append(req)
     if not packages:
-        raise t.error(t.key("packages"), "must list at least one package")
+        raise t.error(t.key(key), "must list at least one package")
+    return tuple(packages)
+
+
+def _role(file: Path, name: str, data: Any, distros: dict[str, Distro]) -> Role:
+    t = _Table(file, f"roles.{name}", data, {"distro", "packages", "image", "pip", "pip-index", "container"})
+    if not _NAME_RE.match(name):
+        raise t.error(f"roles.{name}", "invalid role name", hint="lowercase letters, digits, . + -")
+    distro = t.get("distro", str, required=True)
+    if distro not in distros:
+        raise t.error(t.key("distro"), f"unknown distro {distro!r}", hint=f"defined: {', '.join(sorted(distros))}")
+    packages = _packages(t, "packages", distros[distro])
     image = _image(file, t.key("image"), t.data["image"]) if "image" in t.data else None
     pip = t.get("pip", list, ())
     for spec in pip:
@@ -670,7 +706,42 @@ def _role(file: Path, name: str, data: Any, distros: dict[str, Distro]) -> Role:
     index = t.get("pip-index", str, None)
     if index is not None:
         index = _checked_url(t, "pip-index", index, local=False)
-    return Role(name, distro, tuple(packages), image, pip, index)
+    container = (_container(file, t.key("container"), t.data["container"], distros[distro])
+                 if "container" in t.data else None)
+    return Role(name, distro, packages, image, pip, index, container)
+
+
+def _container(file: Path, where: str, data: Any, distro: Distro) -> ContainerSpec:
+    t = _Table(file, where, data, {"base", "base-bom", "exclude", "packages"})
+    base = t.get("base", str, required=True)
+    bom = t.get("base-bom", str, None)
+    if base == ROOTFS_BASE:
+        if bom is not None:
+            raise t.error(t.key("base-bom"), "base = \"rootfs\" is the distro's base: its packages are "
+                                             f"distros.{distro.name}.base", hint="drop base-bom")
+        if distro.base is None:
+            raise t.error(t.key("base"), f"base = \"rootfs\" builds the distro's base, and distros.{distro.name}.base "
+                                         "is \"none\"",
+                          hint=f"set distros.{distro.name}.base to the dpkg status (or BOM) of a minimal base, or "
+                               "give base = \"REGISTRY/IMAGE@sha256:…\" with base-bom")
+        base_bom = None
+    else:
+        if not _IMAGE_REF_RE.match(base):
+            raise t.error(t.key("base"), f"{base!r} is neither \"rootfs\" nor an image reference pinned by digest",
+                          hint="e.g. \"127.0.0.1:5000/library/debian:12-slim@sha256:<64 hex digits>\" (a tag alone "
+                               "moves; the digest is what is locked)")
+        if bom is None:
+            raise t.error(t.key("base-bom"), "missing: the packages of the base image are needed to lock against it",
+                          hint="a BOM (`name version arch` lines, e.g. `dpkg-query -W -f '${Package} ${Version} "
+                               "${Architecture}\\n'` run in the base) or a dpkg status file")
+        base_bom = _resolve_path(file, bom)
+        for arch in distro.arches:
+            path = Path(str(base_bom).replace("{arch}", arch))
+            if not path.is_file():
+                raise t.error(t.key("base-bom"), f"base BOM {path} does not exist",
+                              hint="one file for every arch of the distro: the path may contain {arch}")
+    packages = _packages(t, "packages", distro) if "packages" in t.data else None
+    return ContainerSpec(base, base_bom, _globs(t, "exclude"), packages)
 
 
 _PIP_PIN_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?==[A-Za-z0-9][A-Za-z0-9.+!_-]*$")

@@ -22,6 +22,7 @@ from typing import Protocol
 from imagebuild import log
 from imagebuild.config import AptRepo, Distro, Family, RpmRepo, ShipRepos
 from imagebuild.errors import ConfigError, RepositoryError
+from imagebuild.bom import BomEntry
 from imagebuild.lockfile import LockedTarget
 
 
@@ -78,6 +79,10 @@ class FamilyBackend(Protocol):
 
     def build_rootfs(self, bundle: Path, target: LockedTarget, out: Path, env: dict[str, str]) -> None:
         """A root filesystem tarball `out` from the bundle; `out.parent` is a private scratch directory."""
+        ...
+
+    def build_base(self, bundle: Path, base: list[BomEntry], arch: str, out: Path, env: dict[str, str]) -> None:
+        """A container's base root filesystem: exactly the packages `base` lists, from the bundle's repos."""
         ...
 
 

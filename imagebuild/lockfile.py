@@ -15,6 +15,7 @@ from imagebuild.errors import ConfigError
 
 LOCK_NAME = "snapshots.lock"
 LOCK_FORMAT = 1
+STUB_REPO = "imagebuild-stub"  # the `repo` of a container's generated host-provided stub package
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,17 @@ class LockedPip:
 
 
 @dataclass(frozen=True)
+class LockedStub:
+    """A container's generated package standing for what the host provides (the NVIDIA driver's libraries):
+    it Provides each `name (= version)` the node image has, so dependencies on them are met without them."""
+
+    name: str
+    version: str
+    arch: str
+    provides: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class LockedTarget:
     role: str
     arch: str
@@ -68,10 +80,17 @@ class LockedTarget:
     removed: tuple[str, ...]  # base packages the transaction removes
     family: str = "deb"  # "deb" or "rpm": which version ordering and BOM tool apply
     pip: tuple[LockedPip, ...] = ()  # installed into /opt/imagebuild/venv with --require-hashes
+    container: bool = False  # the role's container (`<role>-container`), derived from its node image
+    stubs: tuple[LockedStub, ...] = ()  # a container's host-provided stubs (also listed in packages)
+
+    @property
+    def name(self) -> str:
+        """The lock target's name: the role, or `<role>-container`."""
+        return f"{self.role}-container" if self.container else self.role
 
     @property
     def key(self) -> str:
-        return f"{self.role}-{self.arch}"
+        return f"{self.name}-{self.arch}"
 
     def bom(self) -> list[BomEntry]:
         return [BomEntry(p.name, p.arch, p.version) for p in self.packages]
@@ -83,8 +102,9 @@ class Lock:
     repos: tuple[LockedRepo, ...]
     targets: tuple[LockedTarget, ...]
 
-    def target(self, role: str, arch: str) -> LockedTarget | None:
-        return next((t for t in self.targets if t.role == role and t.arch == arch), None)
+    def target(self, role: str, arch: str, container: bool = False) -> LockedTarget | None:
+        return next((t for t in self.targets if t.role == role and t.arch == arch and t.container == container),
+                    None)
 
 
 def render_lock(lock: Lock) -> str:
@@ -102,6 +122,8 @@ def render_lock(lock: Lock) -> str:
                 "packages": [asdict(p) for p in sorted(t.packages, key=lambda p: (p.name, p.arch))],
                 # only when there is some: locks without pip stay byte-identical to earlier ones
                 **({"pip": [asdict(p) for p in sorted(t.pip, key=lambda p: p.name.lower())]} if t.pip else {}),
+                **({"container": True} if t.container else {}),
+                **({"stubs": [asdict(s) for s in sorted(t.stubs, key=lambda s: s.name)]} if t.stubs else {}),
             }
             for t in sorted(lock.targets, key=lambda t: t.key)
         },
@@ -120,7 +142,10 @@ def parse_lock(text: str, source: Path) -> Lock:
             LockedTarget(t["role"], t["arch"], t["distro"], tuple(t["requests"]),
                          tuple(LockedPackage(**p) for p in t["packages"]), tuple(t["removed"]),
                          t.get("family", "deb"),
-                         tuple(LockedPip(p["name"], p["version"], tuple(p["hashes"])) for p in t.get("pip", ())))
+                         tuple(LockedPip(p["name"], p["version"], tuple(p["hashes"])) for p in t.get("pip", ())),
+                         bool(t.get("container", False)),
+                         tuple(LockedStub(s["name"], s["version"], s["arch"], tuple(s["provides"]))
+                               for s in t.get("stubs", ())))
             for t in doc["targets"].values()
         )
         return Lock(doc["inputs-digest"], repos, targets)

@@ -21,7 +21,7 @@ from imagebuild.apt.repository import PackagesIndex, ReleaseInfo, read_packages,
 from imagebuild.apt.resolver import Resolution, Resolver
 from imagebuild.apt.universe import Universe
 from imagebuild.bom import read_bom, render_bom
-from imagebuild.config import Config, Distro, Family, Role, SnapshotSettings
+from imagebuild.config import Config, ContainerSpec, Distro, Family, Role, SnapshotSettings
 from imagebuild.errors import ConfigError, RepositoryError, ResolutionError
 from imagebuild.fetch import Cache, redact
 from imagebuild.fsutil import write_atomic
@@ -38,6 +38,7 @@ from imagebuild.resolution import UnknownPackage, Unsatisfiable
 
 if TYPE_CHECKING:  # imported where used: every command pays for what it imports at start-up
     from imagebuild.bomdiff import TreeDiff
+    from imagebuild.rpm.resolver import RpmResolution
 
 
 BOM_DIR = "boms"
@@ -82,11 +83,24 @@ def inputs_digest(config: Config) -> str:
         "roles": {
             n: {"distro": r.distro, "packages": [str(p) for p in r.packages],
                 # only when set: configs without pip keep the digest (and lock) they had
-                **({"pip": list(r.pip), "pip-index": r.pip_index and redact(r.pip_index)} if r.pip else {})}
+                **({"pip": list(r.pip), "pip-index": r.pip_index and redact(r.pip_index)} if r.pip else {}),
+                **({"container": container_doc(r.container, config.distros[r.distro])} if r.container else {})}
             for n, r in sorted(config.roles.items())
         },
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def container_doc(spec: ContainerSpec, distro: Distro) -> dict[str, object]:
+    """What decides a container's lock: its settings, the BOM of its base and the default rule in force."""
+    from importlib.resources import files
+
+    rule = files("imagebuild").joinpath("data/container-rule.toml").read_bytes()
+    boms = {arch: hashlib.sha256(p.read_bytes()).hexdigest() for arch in distro.arches
+            if (p := spec.base_bom_for(arch)) is not None}
+    return {"base": spec.base, "base-bom": boms,
+            "exclude": list(spec.exclude), "rule": hashlib.sha256(rule).hexdigest(),
+            "packages": [str(p) for p in spec.packages] if spec.packages is not None else None}
 
 
 def lock_url(config: Config, url: str) -> str:
@@ -220,10 +234,16 @@ def resolve_all(config: Config, cache: Cache | None = None) -> Lock:
             for role in roles:
                 with log.step(f"{role.name}/{arch}: resolving"):
                     res = _resolve(t.universe, distro, role.name, arch, role.packages)
-                targets.append(LockedTarget(
+                node = LockedTarget(
                     role=role.name, arch=arch, distro=dname, requests=tuple(str(p) for p in role.packages),
                     packages=_locked_packages(res, t.universe), removed=res.removed,
-                ))
+                )
+                targets.append(node)
+                if role.container is not None:
+                    from imagebuild.app.containers import lock_deb
+
+                    with log.step(f"{role.name}-container/{arch}: resolving from the node's set"):
+                        targets.append(lock_deb(role, node, t.universe, distro))
     if any(r.pip for r in config.roles.values()):
         from dataclasses import replace
 
@@ -270,18 +290,28 @@ def _lock_rpm(distro: Distro, arch: str, roles: list[Role], config: Config, cach
                 raise ResolutionError(f"role {role.name!r} ({arch}): {e.message}", hint=hint) from None
             except Unsatisfiable as e:
                 raise ResolutionError(f"role {role.name!r} ({arch}): {e.message}", chain=e.chain[1:]) from None
-        packages = []
-        for p in res.installed:
-            r = res.reasons.get(p.name) if p.repo != "base" else None
-            packages.append(LockedPackage(
-                name=p.name, version=p.evr, arch=p.arch, repo=p.repo, suite="", filename=p.location, size=p.size,
-                sha256=p.sha256, required_by=r.parent if r else None,
-                dep_type=("base" if p.repo == "base" else (r.dep_type if r and r.dep_type else "requested")),
-                relation=r.relation if r else ""))
-        targets.append(LockedTarget(role=role.name, arch=arch, distro=distro.name,
-                                    requests=tuple(str(p) for p in role.packages), packages=tuple(packages),
-                                    removed=res.removed, family=Family.RPM.value))
+        node = LockedTarget(role=role.name, arch=arch, distro=distro.name,
+                            requests=tuple(str(p) for p in role.packages), packages=rpm_locked_packages(res),
+                            removed=res.removed, family=Family.RPM.value)
+        targets.append(node)
+        if role.container is not None:
+            from imagebuild.app.containers import lock_rpm
+
+            with log.step(f"{role.name}-container/{arch}: resolving from the node's set"):
+                targets.append(lock_rpm(role, node, metadata, distro))
     return locked, targets
+
+
+def rpm_locked_packages(res: RpmResolution) -> tuple[LockedPackage, ...]:
+    packages = []
+    for p in res.installed:
+        r = res.reasons.get(p.name) if p.repo != "base" else None
+        packages.append(LockedPackage(
+            name=p.name, version=p.evr, arch=p.arch, repo=p.repo, suite="", filename=p.location, size=p.size,
+            sha256=p.sha256, required_by=r.parent if r else None,
+            dep_type=("base" if p.repo == "base" else (r.dep_type if r and r.dep_type else "requested")),
+            relation=r.relation if r else ""))
+    return tuple(packages)
 
 
 def skew_warnings(config: Config, lock: Lock) -> list[str]:

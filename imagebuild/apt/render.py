@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 from imagebuild.config import AptRepo, Distro, RpmRepo, ShipRepos
 from imagebuild.errors import ConfigError
 from imagebuild.family import BundleRepo, find_tool, run_tool
-from imagebuild.lockfile import LockedTarget
+from imagebuild.bom import BomEntry
+from imagebuild.lockfile import STUB_REPO, LockedTarget
 
 BUILD_KEYS = "@BUNDLE@/keys/"
 SHIP_KEYS = "/etc/apt/keyrings/imagebuild-"  # where the script's ship phase copies keys/*
@@ -61,8 +62,8 @@ def sources_deb822(repos: list[BundleRepo], keys: str, *, enabled: bool) -> str:
     return "\n".join(stanzas)
 
 
-def _qualifier(arch: str, target: LockedTarget) -> str:
-    return f":{arch}" if arch not in ("all", target.arch) else ""
+def _qualifier(arch: str, native: str) -> str:
+    return f":{arch}" if arch not in ("all", native) else ""
 
 
 class AptBackend:
@@ -84,7 +85,7 @@ class AptBackend:
 
     def pins(self, target: LockedTarget) -> list[str]:
         """apt-get install's arguments: `name[:arch]=version` for what it adds or changes, `name-` to remove."""
-        pins = [f"{p.name}{_qualifier(p.arch, target)}={p.version}"
+        pins = [f"./{p.filename}" if p.repo == STUB_REPO else f"{p.name}{_qualifier(p.arch, target.arch)}={p.version}"
                 for p in sorted(target.packages, key=lambda p: (p.name, p.arch)) if p.repo != "base"]
         return pins + [f"{name}-" for name in target.removed]
 
@@ -98,20 +99,38 @@ class AptBackend:
         return {}
 
     def build_rootfs(self, bundle: Path, target: LockedTarget, out: Path, env: dict[str, str]) -> None:
-        mm = find_tool("mmdebstrap", "mmdebstrap")
-        # apt verifies and downloads as its sandbox user (_apt): the keyrings go where it can read them, not into
-        # a project that may sit in a private home or tmp directory
-        with tempfile.TemporaryDirectory(prefix="imagebuild-keys-") as keys:
-            os.chmod(keys, 0o755)
-            for key in (bundle / "keys").glob("*"):
-                shutil.copyfile(key, Path(keys) / key.name)
-                os.chmod(Path(keys) / key.name, 0o644)
-            sources = out.parent / "sources.list"
-            sources.write_text((bundle / "repos/sources.list.in").read_text().replace("@BUNDLE@/keys", keys))
-            _mmdebstrap(mm, bundle, target, out, sources, env)
+        # every locked package pinned: the essential variant installs the Essential set first (the essential hook
+        # then creates the fixed accounts), then these in one apt transaction; verify proves nothing else came in
+        include = [f"{p.name}{_qualifier(p.arch, target.arch)}={p.version}"
+                   for p in sorted(target.packages, key=lambda p: (p.name, p.arch))]
+        script = shlex.quote(str(bundle / "provision.sh"))
+        _mmdebstrap(bundle, target.arch, include, out, env, [
+            f"--essential-hook=sh {script} --root \"$1\" users",
+            f"--customize-hook=sh {script} --root \"$1\" pip hold verify ship clean"])
+
+    def build_base(self, bundle: Path, base: list[BomEntry], arch: str, out: Path, env: dict[str, str]) -> None:
+        _mmdebstrap(bundle, arch, [f"{e.name}{_qualifier(e.arch, arch)}={e.version}" for e in sorted(base)], out,
+                    env, [])
 
 
-def _mmdebstrap(mm: str, bundle: Path, target: LockedTarget, out: Path, sources: Path, env: dict[str, str]) -> None:
+def _mmdebstrap(bundle: Path, arch: str, include: list[str], out: Path, env: dict[str, str],
+                hooks: list[str]) -> None:
+    """mmdebstrap --variant=essential of `include` from the bundle's repos, keys and credentials."""
+    mm = find_tool("mmdebstrap", "mmdebstrap")
+    # apt verifies and downloads as its sandbox user (_apt): the keyrings go where it can read them, not into
+    # a project that may sit in a private home or tmp directory
+    with tempfile.TemporaryDirectory(prefix="imagebuild-keys-") as keys:
+        os.chmod(keys, 0o755)
+        for key in (bundle / "keys").glob("*"):
+            shutil.copyfile(key, Path(keys) / key.name)
+            os.chmod(Path(keys) / key.name, 0o644)
+        sources = out.parent / "sources.list"
+        sources.write_text((bundle / "repos/sources.list.in").read_text().replace("@BUNDLE@/keys", keys))
+        _run_mmdebstrap(mm, bundle, arch, include, out, sources, env, hooks)
+
+
+def _run_mmdebstrap(mm: str, bundle: Path, arch: str, include: list[str], out: Path, sources: Path,
+                    env: dict[str, str], hooks: list[str]) -> None:
     auth = (bundle / "repos/auth").read_text().split()
     netrc = out.parent / "auth.conf.d"
     netrc.mkdir(mode=0o700)
@@ -123,18 +142,11 @@ def _mmdebstrap(mm: str, bundle: Path, target: LockedTarget, out: Path, sources:
         fd = os.open(netrc / "imagebuild.conf", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "a") as f:
             f.write(f"machine {machine} login {user} password {password}\n")
-    # every locked package pinned: the essential variant installs the Essential set first (the essential hook then
-    # creates the fixed accounts), then these in one apt transaction; verify proves nothing else came in
-    include = [f"{p.name}{_qualifier(p.arch, target)}={p.version}"
-               for p in sorted(target.packages, key=lambda p: (p.name, p.arch))]
-    script = shlex.quote(str(bundle / "provision.sh"))
     suite = next((line.split()[4] for line in sources.read_text().splitlines() if line.startswith("deb ")), "stable")
-    run_tool([mm, "--mode=root", "--variant=essential", f"--architectures={target.arch}", "--format=tar",
+    run_tool([mm, "--mode=root", "--variant=essential", f"--architectures={arch}", "--format=tar",
          "--include=" + ",".join(include),
          "--aptopt=Acquire::Check-Valid-Until \"false\"", "--aptopt=Acquire::Languages \"none\"",
          f"--aptopt=Dir::Etc::netrcparts \"{netrc}\"",
-         f"--essential-hook=sh {script} --root \"$1\" users",
          "--customize-hook=rm -f \"$1/etc/apt/sources.list.d/0000sources.list\" "
          "\"$1/etc/apt/apt.conf.d/99mmdebstrap\"",
-         f"--customize-hook=sh {script} --root \"$1\" pip hold verify ship clean",
-         suite, str(out), str(sources)], f"mmdebstrap {target.key}", env)
+         *hooks, suite, str(out), str(sources)], f"mmdebstrap {out.name}", env)

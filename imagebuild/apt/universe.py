@@ -7,7 +7,7 @@ origin so pin priorities and download locations are known.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from imagebuild.apt.packages import (
@@ -190,6 +190,22 @@ class Universe:
                             provides[virtual] = [name]
                         if virtual not in ids:
                             ids[virtual] = len(ids)
+
+    def subset(self, keep: Callable[[Record], bool]) -> Universe:
+        """A universe of the same architecture with only the repository records `keep` accepts (their origins
+        kept) and no base: what apt would see if the repos held nothing else. Package ids (apt's cache order)
+        stay as they are here."""
+        sub = Universe(self.arch)
+        sub._ids = dict(self._ids)
+        for name, entries in self._raw.items():
+            kept = [e for e in entries if e[1] is not None and keep(e[0])]
+            if not kept:
+                continue
+            sub._raw[name] = kept
+            for rec, _, _ in kept:
+                for part in rec[R_PROVIDES].split(",") if rec[R_PROVIDES] else ():
+                    sub._provides_raw.setdefault(part.split("(", 1)[0].strip(), []).append(name)
+        return sub
 
     def seal(self) -> None:
         """Nothing more will be added (kept for symmetry; versions are built lazily)."""

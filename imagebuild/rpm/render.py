@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from imagebuild.config import AptRepo, Distro, RpmRepo, ShipRepos
+from imagebuild.bom import BomEntry
+from imagebuild.errors import ConfigError
 from imagebuild.family import BundleRepo, find_tool, run_tool
 from imagebuild.lockfile import LockedTarget
 
@@ -82,6 +84,10 @@ class DnfBackend:
         # an empty root gets /etc/passwd from `setup`, at its locked version, before the [users] accounts
         return {"releasever": distro.releasever,
                 "setup_pin": next((p for p in pins if p.startswith("setup-")), "setup")}
+
+    def build_base(self, bundle: Path, base: list[BomEntry], arch: str, out: Path, env: dict[str, str]) -> None:
+        raise ConfigError("building a container's base root filesystem is only supported for deb distros so far",
+                          hint="give [roles.R.container] base = an image reference pinned by digest, with base-bom")
 
     def build_rootfs(self, bundle: Path, target: LockedTarget, out: Path, env: dict[str, str]) -> None:
         find_tool("dnf", "dnf")

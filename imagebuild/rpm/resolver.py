@@ -8,7 +8,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import solv
@@ -252,6 +252,27 @@ class RpmResolver:
             self.pool.set_considered_list([i for i in range(1, len(self.pool.solvables)) if i not in self.excluded])
             self.pool.createwhatprovides()
 
+    def only(self, keep: Callable[[solv.XSolvable], bool], why_not: str,
+             excluded_by: Callable[[solv.XSolvable], str | None]) -> None:
+        """Hide every repo package `keep` rejects (`why_not`) or `excluded_by` names a reason for: a container's
+        pool holds only its node image's packages that the container rule lets in."""
+        system = self.pool.installed
+        for s in self.pool.solvables_iter():
+            if s.repo is None or s.repo == system or s.id in self.excluded:
+                continue
+            why = excluded_by(s) or (None if keep(s) else why_not)
+            if why is not None:
+                self.excluded[s.id] = why
+        self.pool.set_considered_list([i for i in range(1, len(self.pool.solvables)) if i not in self.excluded])
+        self.pool.createwhatprovides()
+
+    def hidden(self, spec: str) -> set[str]:
+        """Why `spec` selects nothing visible (empty: it selects something, or nothing at all)."""
+        if not self._select(spec).isempty():
+            return set()
+        disabled = self._select(spec, solv.Selection.SELECTION_WITH_DISABLED).solvables()
+        return {self.excluded.get(x.id, "") for x in disabled} - {""}
+
     def _repo_solvables(self, found: Iterable[solv.XSolvable]) -> list[solv.XSolvable]:
         """Repo packages (not the base's) in solvable order, each once."""
         system = self.pool.installed
@@ -324,8 +345,7 @@ class RpmResolver:
         for spec in dict.fromkeys(names):
             sel = self._select(spec)
             if sel.isempty():
-                disabled = self._select(spec, solv.Selection.SELECTION_WITH_DISABLED).solvables()
-                hidden = {self.excluded.get(x.id, "") for x in disabled} - {""}
+                hidden = self.hidden(spec)
                 if hidden:
                     raise UnknownPackage(f"all matches were filtered out by {' and '.join(sorted(hidden))} for "
                                          f"argument: {spec}", (spec,))
