@@ -264,33 +264,43 @@ def bake_cmd(state: _State, roles: tuple[str, ...], arch: str | None, target: st
 @cli.command("verify")
 @click.option("--role", required=True, help="Role whose locked BOM to compare with.")
 @click.option("--arch", required=True, help="Architecture of the image.")
+@click.option("--container", is_flag=True, help="Compare with the role's container BOM (<role>-container).")
 @click.option("--rootfs", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
               help="A built root filesystem tarball (its dpkg status / rpmdb is read).")
+@click.option("--image", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="A container image archive (OCI archive or docker-archive, as buildah push / podman save write).")
 @click.option("--installed", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
               help="A captured `dpkg-query -W -f …` / `rpm -qa --qf …` list.")
 @click.pass_obj
-def verify_cmd(state: _State, role: str, arch: str, rootfs: Path | None, installed: Path | None) -> None:
+def verify_cmd(state: _State, role: str, arch: str, container: bool, rootfs: Path | None, image: Path | None,
+               installed: Path | None) -> None:
     """Does a built image hold exactly the lock's BOM? Exit 0 equal, 1 drift (listed)."""
     from imagebuild import bake, verify
     from imagebuild.bomdiff import render_text
 
-    if (rootfs is None) == (installed is None):
-        raise ConfigError("give exactly one of --rootfs TAR or --installed FILE")
+    given = [p for p in (rootfs, image, installed) if p is not None]
+    if len(given) != 1:
+        raise ConfigError("give exactly one of --rootfs TAR, --image OCI_TAR or --installed FILE")
     config = state.config()
     lock = bake.fresh_lock(config)
-    target = lock.target(role, arch)
+    target = lock.target(role, arch, container=container)
     if target is None:
-        raise DriftError(f"{LOCK_NAME} has no {role}-{arch}", hint="check --role/--arch, or run `imagebuild lock`")
+        what = f"{role}-container-{arch}" if container else f"{role}-{arch}"
+        hint = ("the role has no [roles.R.container] table" if container and role in config.roles
+                and config.roles[role].container is None else "check --role/--arch, or run `imagebuild lock`")
+        raise DriftError(f"{LOCK_NAME} has no {what}", hint=hint)
     family = Family(target.family)
     if rootfs is not None:
         actual = verify.installed_from_rootfs(rootfs, family)
+    elif image is not None:
+        actual = verify.installed_from_image(image, family, arch)
     else:
-        assert installed is not None  # exactly one of the two, checked above
+        assert installed is not None  # exactly one of the three, checked above
         actual = verify.installed_from_list(installed)
     diff = verify.compare(target.bom(), actual, family)
     if verify.has_drift(diff):
         click.echo(render_text(diff), nl=False)
-        raise DriftError(f"{rootfs or installed}: the installed packages differ from the lock's BOM of {target.key}")
+        raise DriftError(f"{given[0]}: the installed packages differ from the lock's BOM of {target.key}")
     click.echo(f"{target.key}: {len(actual)} packages, equal to the lock")
 
 

@@ -42,7 +42,7 @@ from imagebuild.errors import ConfigError, RepositoryError
 from imagebuild.fetch import fetch as default_fetch
 from imagebuild.fetch import redact
 from imagebuild.fsutil import write_atomic
-from imagebuild.lockfile import Lock, LockedPackage, LockedRepo, LockedTarget
+from imagebuild.lockfile import STUB_REPO, Lock, LockedPackage, LockedRepo, LockedTarget
 
 Fetcher = Callable[[str], bytes]
 RepoUrl = Callable[[LockedRepo], str]
@@ -114,8 +114,8 @@ def plan(lock: Lock, targets: Iterable[LockedTarget], repos: Collection[str] | N
         if not _SAFE_NAME.match(t.distro):
             raise ConfigError(f"distro name {t.distro!r} cannot be a directory name", hint="rename the distro")
         for p in t.packages:
-            if p.repo == "base" or (repos is not None and p.repo not in repos):
-                continue
+            if p.repo in ("base", STUB_REPO) or (repos is not None and p.repo not in repos):
+                continue  # a container's stub is generated from the lock by bake, not downloaded
             what = f"{p.name} {p.version} {p.arch} (role {t.role}, repo {p.repo!r})"
             source = by_key.get((t.distro, t.arch, p.repo, p.suite))
             if source is None:

@@ -286,7 +286,7 @@ def test_mixed_deb_and_rpm_distros_lock_into_one_file(rpm_repos: dict[str, Path]
     example = Path(__file__).resolve().parents[1] / "examples" / "gpu-cluster"
     rpm_cfg = write_config(tmp_path, rpm_repos, ["slurm-slurmd"]).read_text()
     deb_cfg = (example / "imagebuild.toml").read_text().replace("file:mirror", f"file://{example}/mirror")
-    deb_cfg = deb_cfg.replace('"keys/', f'"{example}/keys/')
+    deb_cfg = deb_cfg.replace('"keys/', f'"{example}/keys/').replace('"bases/', f'"{example}/bases/')
     cfg = tmp_path / "imagebuild.toml"
     cfg.write_text(deb_cfg + "\n" + rpm_cfg)
     res = lock(cfg, tmp_path / "c")

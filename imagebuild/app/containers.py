@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from imagebuild.rpm.repository import RepoMetadata
 
 
+_RULE = "the container rule "  # how the rpm pool explains a package the rule hides
+
+
 def base_path(distro: Distro, spec: ContainerSpec, arch: str) -> Path | None:
     """The file listing what the container's base holds: the distro's base for "rootfs", else base-bom."""
     return distro.base_for(arch) if spec.rootfs else spec.base_bom_for(arch)
@@ -146,13 +149,16 @@ def lock_rpm(role: Role, node: LockedTarget, metadata: Sequence[RepoMetadata], d
     resolver = RpmResolver(arch, metadata, base, distro.recommends, distro.modules, distro.exclude)
     keep = {(p.name, p.version, p.arch) for p in node.packages}
     resolver.only(lambda s: (s.name, s.evr, s.arch) in keep, "being absent from the node image",
-                  lambda s: (f"the container rule ({c.name})" if (c := rule.classify(s.name)) else None))
+                  lambda s: (f"{_RULE}({c.name})" if (c := rule.classify(s.name)) else None))
     specs = []
     for r in spec.packages if spec.packages is not None else role.packages:
         hidden = resolver.hidden(str(r))
-        rule_only = hidden and all(h.startswith("the container rule") for h in hidden)
-        if rule_only and spec.packages is None:
-            log.debug(f"{role.name}-container: request {r} left out ({', '.join(sorted(hidden))})")
+        if hidden and all(h.startswith(_RULE) for h in hidden):
+            classes = ", ".join(sorted(h[len(_RULE):].strip("()") for h in hidden))
+            if spec.packages is not None:
+                raise ConfigError(f"roles.{role.name}.container.packages: {r} is excluded from containers "
+                                  f"({classes})", hint="the host provides it (driver, kernel); drop it here")
+            log.debug(f"{role.name}-container: request {r} left out ({classes})")
             continue
         specs.append(str(r))
     node_versions = {(p.name, p.arch): p.version for p in node.packages}

@@ -267,11 +267,11 @@ class RpmResolver:
         self.pool.createwhatprovides()
 
     def hidden(self, spec: str) -> set[str]:
-        """Why `spec` selects nothing visible (empty: it selects something, or nothing at all)."""
-        if not self._select(spec).isempty():
+        """Why every repo package `spec` names is hidden (empty: some are visible, or it names none)."""
+        found = self._repo_solvables(self._select(spec, solv.Selection.SELECTION_WITH_DISABLED).solvables())
+        if not found or any(s.id not in self.excluded for s in found):
             return set()
-        disabled = self._select(spec, solv.Selection.SELECTION_WITH_DISABLED).solvables()
-        return {self.excluded.get(x.id, "") for x in disabled} - {""}
+        return {self.excluded[s.id] for s in found}
 
     def _repo_solvables(self, found: Iterable[solv.XSolvable]) -> list[solv.XSolvable]:
         """Repo packages (not the base's) in solvable order, each once."""
@@ -345,7 +345,8 @@ class RpmResolver:
         for spec in dict.fromkeys(names):
             sel = self._select(spec)
             if sel.isempty():
-                hidden = self.hidden(spec)
+                hidden = {self.excluded.get(x.id, "") for x in
+                          self._select(spec, solv.Selection.SELECTION_WITH_DISABLED).solvables()} - {""}
                 if hidden:
                     raise UnknownPackage(f"all matches were filtered out by {' and '.join(sorted(hidden))} for "
                                          f"argument: {spec}", (spec,))
