@@ -230,10 +230,11 @@ def mirror_cmd(state: _State, roles: tuple[str, ...], repos: tuple[str, ...], ou
 @click.argument("package")
 @click.option("--role", required=True, help="Role whose image to explain.")
 @click.option("--arch", default=None, help="Architecture (default: all locked arches).")
+@click.option("--container", is_flag=True, help="Explain the role's container (<role>-container) instead.")
 @click.pass_obj
-def why(state: _State, package: str, role: str, arch: str | None) -> None:
+def why(state: _State, package: str, role: str, arch: str | None, container: bool) -> None:
     """Show the dependency chain that pulled PACKAGE into ROLE's image (from the lock; no network)."""
-    for line in app.why(state.config(), package, role, arch):
+    for line in app.why(state.config(), package, role, arch, container):
         click.echo(line)
 
 

@@ -228,8 +228,8 @@ class User:
 
 
 ROOTFS_BASE = "rootfs"
-_IMAGE_REF_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*(?::[0-9]+)?(?:/[a-z0-9][a-z0-9._-]*)+(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?"
-                           r"@sha256:[0-9a-f]{64}$")
+_IMAGE_REF_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*(?::[0-9]+)?(?:/[a-z0-9][a-z0-9._-]*)+"  # registry/path
+                           r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?@sha256:[0-9a-f]{64}$")  # optional tag, the digest
 
 
 @dataclass(frozen=True)

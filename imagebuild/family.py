@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Protocol
 
 from imagebuild import log
+from imagebuild.bom import BomEntry
 from imagebuild.config import AptRepo, Distro, Family, RpmRepo, ShipRepos
 from imagebuild.errors import ConfigError, RepositoryError
-from imagebuild.bom import BomEntry
 from imagebuild.lockfile import LockedTarget
 
 

@@ -71,7 +71,8 @@ def test_a_container_adds_its_own_globs() -> None:
                                                ("13.0", "580.65.06")])
 def test_nvidia_require_cuda_for_the_minimum_driver_table(cuda: str, driver: str) -> None:
     major, minor = cuda.split(".")
-    found = cuda_of([(f"cuda-cudart-{major}-{minor}", f"{cuda}.77-1"), (f"cuda-toolkit-{major}-{minor}", f"{cuda}.1-1")])
+    found = cuda_of([(f"cuda-cudart-{major}-{minor}", f"{cuda}.77-1"),
+                     (f"cuda-toolkit-{major}-{minor}", f"{cuda}.1-1")])
     assert found is not None and found.version == cuda and found.home == f"/usr/local/cuda-{cuda}"
     assert require_cuda(found.version) == f"cuda>={cuda}"
     assert min_driver(cuda) == driver
@@ -101,7 +102,8 @@ def test_stub_is_reproducible_and_dpkg_reads_it(tmp_path: Path) -> None:
     assert "Package: imagebuild-host-nvidia-driver" in fields and "libcuda.so.1 (= 535.309.01)" in fields
     contents = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True, check=True).stdout
     assert "README.imagebuild" in contents and "libcuda" not in contents.replace("README", "")
-    assert stub_record_fields(STUB, data)["Filename"] == "stubs/imagebuild-host-nvidia-driver_535.309.01-0+deb12u1_amd64.deb"
+    filename = stub_record_fields(STUB, data)["Filename"]
+    assert filename == "stubs/imagebuild-host-nvidia-driver_535.309.01-0+deb12u1_amd64.deb"
 
 
 # -- config ----------------------------------------------------------------------------------------------
@@ -182,7 +184,8 @@ def test_a_kept_package_needing_an_excluded_one_is_exit_3(tmp_path: Path, run_im
 def test_excluded_package_in_the_container_request_list_is_refused(tmp_path: Path, run_imagebuild) -> None:  # type: ignore[no-untyped-def]
     proj = _example(tmp_path)
     cfg = proj / "imagebuild.toml"
-    cfg.write_text(cfg.read_text().replace('packages = ["cuda-libraries-12-6",', 'packages = ["kernel", "cuda-libraries-12-6",'))
+    cfg.write_text(cfg.read_text().replace('packages = ["cuda-libraries-12-6",',
+                                           'packages = ["kernel", "cuda-libraries-12-6",'))
     res = run_imagebuild(cfg, "lock")
     assert res.returncode == 2 and "container.packages: kernel is excluded from containers (kernel)" in res.stderr
 
@@ -352,3 +355,24 @@ base = "rootfs"
                                        {(p.name, p.version, p.arch) for p in container.packages})
     shutil.rmtree(stubs)
     assert ok, why
+
+
+def test_why_explains_the_container_and_what_it_leaves_out(run_imagebuild) -> None:  # type: ignore[no-untyped-def]
+    cfg = EXAMPLE / "imagebuild.toml"
+    kept = run_imagebuild(cfg, "why", "libcublas-12-4", "--role", "compute", "--arch", "amd64", "--container")
+    assert kept.returncode == 0 and kept.stdout.startswith("compute-container/amd64: libcublas-12-4 ")
+    driver = run_imagebuild(cfg, "why", "dkms", "--role", "compute", "--arch", "amd64", "--container")
+    assert driver.returncode == 1 and "containers leave it out (kernel-modules)" in driver.stderr
+    only_node = run_imagebuild(cfg, "why", "gcc", "--role", "compute", "--arch", "amd64", "--container")
+    assert only_node.returncode == 1 and "only the node image needs it" in only_node.stderr
+    none = run_imagebuild(cfg, "why", "slurmctld", "--role", "control", "--container")
+    assert none.returncode == 2 and "no entry for control-container" in none.stderr
+
+
+@pytest.mark.skipif(shutil.which("apptainer") is not None or shutil.which("singularity") is not None,
+                    reason="an Apptainer runtime is installed here")
+def test_apptainer_build_without_apptainer_is_exit_2(tmp_path: Path, run_imagebuild) -> None:  # type: ignore[no-untyped-def]
+    proj = _example(tmp_path)
+    res = run_imagebuild(proj / "imagebuild.toml", "bake", "--role", "compute", "--target", "apptainer", "--build")
+    assert res.returncode == 2 and "apptainer is not installed" in res.stderr, res.stderr
+    assert (proj / "containers" / "compute" / "compute.def").is_file()  # rendered all the same

@@ -44,7 +44,8 @@ def test_lock_is_deterministic_and_check_detects_staleness(project: Path, tmp_pa
     assert first.returncode == 0, first.stderr
     boms = sorted(p.name for p in (project / "boms").glob("*.bom"))
     assert boms == sorted([f"{r}-{a}.bom" for r in ("compute", "control", "login") for a in ("amd64", "arm64")]
-                          + [f"rocky-compute-{a}.bom" for a in ("x86_64", "aarch64")])
+                          + [f"compute-container-{a}.bom" for a in ("amd64", "arm64")]
+                          + [f"rocky-compute{c}-{a}.bom" for c in ("", "-container") for a in ("x86_64", "aarch64")])
     before = snapshot_outputs(project)
     # a cold cache and a warm one give the same bytes
     again = run(cfg, "lock", cache=tmp_path / "c2")

@@ -20,6 +20,7 @@ from imagebuild.apt.repository import PackagesIndex, ReleaseInfo
 from imagebuild.bom import read_bom
 from imagebuild.config import ContainerSpec, Distro, Family, PackageRequest, Role
 from imagebuild.container import Rule, agreement, deb_stub, rule_for, stub_name, stub_record_fields
+from imagebuild.debversion import version_key
 from imagebuild.errors import ConfigError, ResolutionError
 from imagebuild.lockfile import STUB_REPO, LockedStub, LockedTarget
 
@@ -82,10 +83,9 @@ def _stubs(universe: Universe, node: LockedTarget, rule: Rule, arch: str) -> lis
         if not items:
             continue
         counts = collections.Counter(v for v, _ in items)
-        version = max(counts, key=lambda v: (counts[v], v))
-        provides = tuple(dict.fromkeys(x for _, x in items))
+        version = max(counts, key=lambda v: (counts[v], version_key(v)))
         cls = next(c for c in rule.classes if c.name == name)
-        stubs.append(LockedStub(stub_name(cls), version, arch, provides))
+        stubs.append(LockedStub(stub_name(cls), version, arch, tuple(dict.fromkeys(x for _, x in items))))
     return stubs
 
 

@@ -7,21 +7,33 @@ from imagebuild.errors import ConfigError, DriftError
 from imagebuild.lockfile import LOCK_NAME, LockedPackage, read_lock
 
 
-def why(config: Config, package: str, role: str, arch: str | None) -> list[str]:
+def why(config: Config, package: str, role: str, arch: str | None, container: bool = False) -> list[str]:
     lock = read_lock(config.root / LOCK_NAME)
     if role not in config.roles:
         raise ConfigError(f"unknown role {role!r}", hint=f"roles: {', '.join(sorted(config.roles))}")
-    targets = [t for t in lock.targets if t.role == role and (arch is None or t.arch == arch)]
+    targets = [t for t in lock.targets if t.role == role and t.container == container
+               and (arch is None or t.arch == arch)]
     if not targets:
-        raise ConfigError(f"the lock has no entry for role {role!r}" + (f" on {arch}" if arch else ""),
-                          hint="run `imagebuild lock`")
+        what = f"{role}-container" if container else f"role {role!r}"
+        raise ConfigError(f"the lock has no entry for {what}" + (f" on {arch}" if arch else ""),
+                          hint="add [roles.R.container] and run `imagebuild lock`" if container
+                          else "run `imagebuild lock`")
     lines: list[str] = []
     for t in targets:
         by_name = {p.name: p for p in t.packages}
         p = by_name.get(package)
         if p is None:
-            raise DriftError(f"{package} is not in the {t.role} image on {t.arch}")
-        lines.append(f"{t.role}/{t.arch}: {p.name} {p.version} {p.arch}")
+            hint = None
+            if container:
+                from imagebuild.config import Family
+                from imagebuild.container import rule_for
+
+                spec = config.roles[role].container
+                cls = rule_for(Family(t.family), spec.exclude if spec else ()).classify(package)
+                hint = (f"containers leave it out ({cls.name}): the host provides it" if cls else
+                        f"only the node image needs it: `imagebuild why {package} --role {role}` shows what pulls it")
+            raise DriftError(f"{package} is not in the {t.name} image on {t.arch}", hint=hint)
+        lines.append(f"{t.name}/{t.arch}: {p.name} {p.version} {p.arch}")
         if p.dep_type == "base":
             lines.append("  part of the base image")
             continue

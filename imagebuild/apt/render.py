@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from imagebuild.bom import BomEntry
 from imagebuild.config import AptRepo, Distro, RpmRepo, ShipRepos
 from imagebuild.errors import ConfigError
 from imagebuild.family import BundleRepo, find_tool, run_tool
-from imagebuild.bom import BomEntry
 from imagebuild.lockfile import STUB_REPO, LockedTarget
 
 BUILD_KEYS = "@BUNDLE@/keys/"

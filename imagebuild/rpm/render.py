@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from imagebuild.config import AptRepo, Distro, RpmRepo, ShipRepos
 from imagebuild.bom import BomEntry
+from imagebuild.config import AptRepo, Distro, RpmRepo, ShipRepos
 from imagebuild.errors import ConfigError
 from imagebuild.family import BundleRepo, find_tool, run_tool
 from imagebuild.lockfile import LockedTarget
