@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from imagebuild import __version__, app, log
-from imagebuild.config import Config, Family, find_config, load_config
+from imagebuild.config import CheckLevel, Config, Family, find_config, load_config
 from imagebuild.errors import ConfigError, DriftError, ImagebuildError, ResolutionError
 from imagebuild.fetch import redact
 from imagebuild.fsutil import write_atomic
-from imagebuild.lockfile import LOCK_NAME
+from imagebuild.lockfile import LOCK_NAME, Lock
 from imagebuild.snapshots import Provider
 
 if TYPE_CHECKING:
@@ -80,6 +80,20 @@ def bump(state: _State, snapshot_id: str, dry_run: bool, fmt: str) -> None:
     _relock(state.config(), snapshot_id, dry_run, fmt, "--to")
 
 
+def _checked(config: Config, lock: Lock, strict: bool = False) -> list[str]:
+    """Run the coherence checks; print each finding; the errors' messages."""
+    from imagebuild import checks
+
+    errors = []
+    for f in checks.run(config, lock, strict=strict):
+        if f.level is CheckLevel.ERROR:
+            errors.append(str(f))
+            log.error(str(f))
+        else:
+            log.warn(str(f))
+    return errors
+
+
 def _relock(config: Config, snapshot_id: str | None, dry_run: bool, fmt: str, option: str = "--snapshot") -> None:
     if snapshot_id is not None:
         old = config.snapshot
@@ -91,6 +105,10 @@ def _relock(config: Config, snapshot_id: str | None, dry_run: bool, fmt: str, op
     result = app.resolve_all(config)
     for warning in app.skew_warnings(config, result):
         log.warn(warning)
+    errors = _checked(config, result)
+    if errors:
+        raise ResolutionError(f"{len(errors)} coherence check(s) failed; nothing written",
+                              hint="fix the roles, or set the check to \"warn\" or \"off\" in [checks]")
     previous = app.previous_lock(config)
     if previous is not None:
         app.refuse_rollback(previous, result)
@@ -119,6 +137,21 @@ def _render_diff(diff: BomDiff | TreeDiff, fmt: str, title: str) -> str:
     if fmt == "markdown":
         return render_markdown(diff, title)
     return render_text(diff)
+
+
+@cli.command("check")
+@click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1 on any finding).")
+@click.pass_obj
+def check_cmd(state: _State, strict: bool) -> None:
+    """GPU-stack coherence of the lock (driver, CUDA, kernel modules, arches, containers). Exit 1 on an error."""
+    config = state.config()
+    from imagebuild.lockfile import read_lock
+
+    errors = _checked(config, read_lock(config.root / LOCK_NAME), strict)
+    if errors:
+        raise DriftError(f"{len(errors)} coherence check(s) failed", hint="levels per check: [checks] in "
+                         f"{config.path.name} (error, warn, off)")
+    log.info("coherence checks passed")
 
 
 @cli.group()
@@ -231,10 +264,12 @@ def mirror_cmd(state: _State, roles: tuple[str, ...], repos: tuple[str, ...], ou
 @click.option("--role", required=True, help="Role whose image to explain.")
 @click.option("--arch", default=None, help="Architecture (default: all locked arches).")
 @click.option("--container", is_flag=True, help="Explain the role's container (<role>-container) instead.")
+@click.option("--reverse", is_flag=True, help="What would leave the image if PACKAGE were dropped from the requests.")
 @click.pass_obj
-def why(state: _State, package: str, role: str, arch: str | None, container: bool) -> None:
+def why(state: _State, package: str, role: str, arch: str | None, container: bool, reverse: bool) -> None:
     """Show the dependency chain that pulled PACKAGE into ROLE's image (from the lock; no network)."""
-    for line in app.why(state.config(), package, role, arch, container):
+    explain = app.why_reverse if reverse else app.why
+    for line in explain(state.config(), package, role, arch, container):
         click.echo(line)
 
 

@@ -133,6 +133,7 @@ class Distro:
     modules: tuple[str, ...] = ()  # "module:stream" / "!module": `dnf module enable` / `dnf module disable`
     exclude: tuple[str, ...] = ()  # dnf excludepkgs globs
     max_snapshot_skew_days: int = 7  # warn when this distro's repos sit on snapshots further apart
+    os: str | None = None  # os-release ID-VERSION_ID ("debian-12", "rocky-9"); None: from the name (purl.py)
 
     @property
     def all_repos(self) -> tuple[AptRepo | RpmRepo, ...]:
@@ -264,6 +265,17 @@ class Role:
     container: ContainerSpec | None = None
 
 
+class CheckLevel(StrEnum):
+    ERROR = "error"
+    WARN = "warn"
+    OFF = "off"
+
+
+# The coherence checks of checks.py, each "warn" unless `[checks]` says otherwise
+CHECKS = ("cuda-min-driver", "driver-one-version", "kernel-modules", "same-version-across-arches",
+          "container-userspace")
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path
@@ -271,6 +283,7 @@ class Config:
     distros: dict[str, Distro]
     roles: dict[str, Role]
     users: tuple[User, ...] = ()
+    checks: tuple[tuple[str, CheckLevel], ...] = ()  # `[checks]`: check -> level
 
     @property
     def root(self) -> Path:
@@ -333,7 +346,7 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read: {e}") from None
-    top = _Table(path, "", raw, {"snapshot", "distros", "roles", "users"})
+    top = _Table(path, "", raw, {"snapshot", "distros", "roles", "users", "checks"})
     snapshot = top.get("snapshot", str, None)
     if snapshot is not None:
         snapshot = validate_id(snapshot, where=f"{path}: snapshot")
@@ -356,7 +369,9 @@ def load_config(path: Path) -> Config:
         if uids.count(u.uid) > 1:
             raise users_t.error(f"users.{u.name}.uid", f"uid {u.uid} is given to two users",
                                 hint="every fixed account needs its own uid")
-    return Config(path=path, snapshot=snapshot, distros=distros, roles=roles, users=users)
+    checks_t = _Table(path, "checks", top.get("checks", dict, {}), set(CHECKS))
+    checks = tuple((name, _choice(checks_t, name, CheckLevel)) for name in sorted(checks_t.data))
+    return Config(path=path, snapshot=snapshot, distros=distros, roles=roles, users=users, checks=checks)
 
 
 _ACCOUNT_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -449,7 +464,7 @@ def _distro(file: Path, name: str, data: Any) -> Distro:
     except ValueError:
         raise ConfigError(f"{file}: distros.{name}.family: unknown family {family_s!r}",
                           hint="use \"deb\" or \"rpm\"") from None
-    allowed = {"family", "arches", "base", "recommends", "repos", "max-snapshot-skew-days"}
+    allowed = {"family", "arches", "base", "recommends", "repos", "max-snapshot-skew-days", "os"}
     if family is Family.RPM:
         allowed |= {"releasever", "modules", "exclude"}
     t = _Table(file, f"distros.{name}", data, allowed)
@@ -472,6 +487,10 @@ def _distro(file: Path, name: str, data: Any) -> Distro:
     if not isinstance(repos_raw, list) or not repos_raw:
         raise t.error(t.key("repos"), "must be a non-empty array of tables", hint=f"add [[distros.{name}.repos]]")
     recommends = t.get("recommends", bool, False)
+    os_id = t.get("os", str, None)
+    if os_id is not None and not re.match(r"^[a-z][a-z0-9]*-[0-9][0-9.]*$", os_id):
+        raise t.error(t.key("os"), f"{os_id!r} is not ID-VERSION_ID",
+                      hint='e.g. "debian-12", "rocky-9", "ubuntu-24.04" (os-release ID and VERSION_ID)')
     skew = t.get("max-snapshot-skew-days", int, 7)
     if skew < 0:
         raise t.error(t.key("max-snapshot-skew-days"), "must be >= 0")
@@ -497,8 +516,8 @@ def _distro(file: Path, name: str, data: Any) -> Distro:
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", releasever):
             raise t.error(t.key("releasever"), f"{releasever!r} is not a release version", hint="e.g. \"9\"")
         return Distro(name, family, arches, base, recommends, (), rpm_repos, releasever, modules,
-                      _globs(t, "exclude"), skew)
-    return Distro(name, family, arches, base, recommends, repos, max_snapshot_skew_days=skew)
+                      _globs(t, "exclude"), skew, os_id)
+    return Distro(name, family, arches, base, recommends, repos, max_snapshot_skew_days=skew, os=os_id)
 
 
 def _rpm_repos(file: Path, where: str, data: Any) -> list[RpmRepo]:

@@ -45,6 +45,7 @@ class LockedPackage:
     required_by: str | None  # None: requested by the role (or in the base)
     dep_type: str
     relation: str
+    depends: tuple[str, ...] = ()  # the locked packages that meet its dependencies (and weak ones, if installed)
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,8 @@ def parse_lock(text: str, source: Path) -> Lock:
         repos = tuple(LockedRepo(**{**r, "indices": tuple(tuple(i) for i in r["indices"])}) for r in doc["repos"])
         targets = tuple(
             LockedTarget(t["role"], t["arch"], t["distro"], tuple(t["requests"]),
-                         tuple(LockedPackage(**p) for p in t["packages"]), tuple(t["removed"]),
+                         tuple(LockedPackage(**{**p, "depends": tuple(p.get("depends", ()))}) for p in t["packages"]),
+                         tuple(t["removed"]),
                          t.get("family", "deb"),
                          tuple(LockedPip(p["name"], p["version"], tuple(p["hashes"])) for p in t.get("pip", ())),
                          bool(t.get("container", False)),

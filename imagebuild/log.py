@@ -29,6 +29,11 @@ def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
+def error(message: str) -> None:
+    """A finding that fails the command (its summary error follows)."""
+    print(f"error: {message}", file=sys.stderr)
+
+
 @contextlib.contextmanager
 def step(message: str) -> Iterator[None]:
     global _depth

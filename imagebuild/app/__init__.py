@@ -5,7 +5,7 @@ imports all of it at start-up, so a module imports at its top only what `lock` n
 else is imported inside the function that uses it.
 """
 
-from imagebuild.app.explain import why
+from imagebuild.app.explain import why, why_reverse
 from imagebuild.app.lock import (
     bom_header,
     check,
@@ -48,6 +48,7 @@ __all__ = [
     "skew_warnings",
     "url_from_lock",
     "why",
+    "why_reverse",
     "with_snapshot",
     "write_outputs",
 ]

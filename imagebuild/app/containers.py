@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from imagebuild.rpm.repository import RepoMetadata
 
 
-_RULE = "the container rule "  # how the rpm pool explains a package the rule hides
+_RULE = "the container rule "  # how the rpm pool explains a package the rule hides ...
+_ABSENT = "being absent from the node image"  # ... and one the node does not have
 
 
 def base_path(distro: Distro, spec: ContainerSpec, arch: str) -> Path | None:
@@ -37,7 +38,7 @@ def base_path(distro: Distro, spec: ContainerSpec, arch: str) -> Path | None:
     return distro.base_for(arch) if spec.rootfs else spec.base_bom_for(arch)
 
 
-def _requests(role: Role, node: LockedTarget, rule: Rule) -> list[PackageRequest]:
+def _requests(role: Role, node: LockedTarget, rule: Rule, universe: Universe) -> list[PackageRequest]:
     """What the container asks for: its own `packages` or the node's requests, each name the node holds at the
     node's version, without what the rule excludes."""
     spec = role.container
@@ -52,6 +53,10 @@ def _requests(role: Role, node: LockedTarget, rule: Rule) -> list[PackageRequest
                                   f"({cls.name})", hint="the host provides it (driver, kernel); drop it here")
             log.debug(f"{role.name}-container: request {r} left out ({cls.name})")
             continue
+        if spec.packages is not None and r.name not in versions and universe.get(r.name) is not None \
+                and universe.get(r.name).versions:  # type: ignore[union-attr]
+            raise ConfigError(f"roles.{role.name}.container.packages: {r} is not in the {role.name} node image",
+                              hint="a container holds only what its node image has: add it to the role's packages")
         # a virtual name stays as it is: the resolver finds its provider among the node's packages
         out.append(PackageRequest(r.name, r.arch, versions[r.name]) if r.name in versions else r)
     return out
@@ -114,7 +119,7 @@ def lock_deb(role: Role, node: LockedTarget, universe: Universe, distro: Distro)
     if stubs:
         index, records = _stub_index(stubs)
         sub.add(records, index, 500)
-    requests = _requests(role, node, rule)
+    requests = _requests(role, node, rule, universe)
     node_versions = {(p.name, p.arch): p.version for p in node.packages}
     for rec in base:  # the base's packages at the node's version where the node has another one
         want = node_versions.get((rec[R_NAME], rec[R_ARCH]))
@@ -125,7 +130,7 @@ def lock_deb(role: Role, node: LockedTarget, universe: Universe, distro: Distro)
         res = _resolve(sub, distro, name, arch, tuple(requests))
     except ResolutionError as e:
         raise _explained(e, node, rule) from None
-    packages = _locked_packages(res, sub)
+    packages = _locked_packages(res, sub, distro.recommends)
     used = {p.name for p in packages if p.repo == STUB_REPO}
     target = LockedTarget(role=role.name, arch=arch, distro=distro.name, requests=tuple(str(r) for r in requests),
                           packages=packages, removed=res.removed, container=True,
@@ -148,11 +153,14 @@ def lock_rpm(role: Role, node: LockedTarget, metadata: Sequence[RepoMetadata], d
     base = read_bom(path) if path is not None else []
     resolver = RpmResolver(arch, metadata, base, distro.recommends, distro.modules, distro.exclude)
     keep = {(p.name, p.version, p.arch) for p in node.packages}
-    resolver.only(lambda s: (s.name, s.evr, s.arch) in keep, "being absent from the node image",
+    resolver.only(lambda s: (s.name, s.evr, s.arch) in keep, _ABSENT,
                   lambda s: (f"{_RULE}({c.name})" if (c := rule.classify(s.name)) else None))
     specs = []
     for r in spec.packages if spec.packages is not None else role.packages:
         hidden = resolver.hidden(str(r))
+        if spec.packages is not None and hidden and all(h == _ABSENT for h in hidden):
+            raise ConfigError(f"roles.{role.name}.container.packages: {r} is not in the {role.name} node image",
+                              hint="a container holds only what its node image has: add it to the role's packages")
         if hidden and all(h.startswith(_RULE) for h in hidden):
             classes = ", ".join(sorted(h[len(_RULE):].strip("()") for h in hidden))
             if spec.packages is not None:

@@ -52,3 +52,45 @@ def why(config: Config, package: str, role: str, arch: str | None, container: bo
                 edge = f"{link.required_by} {link.dep_type}: {link.relation}"
                 lines.append(f"{pad}└─ {link.name} {link.version}  ({edge})")
     return lines
+
+
+def why_reverse(config: Config, package: str, role: str, arch: str | None, container: bool = False) -> list[str]:
+    """What would leave the image if `package` were dropped from the role's requests: the packages reachable
+    from the requests and the base only through it (over the lock's dependency edges, as apt's autoremove and
+    dnf's unneeded-package logic see them)."""
+    lock = read_lock(config.root / LOCK_NAME)
+    if role not in config.roles:
+        raise ConfigError(f"unknown role {role!r}", hint=f"roles: {', '.join(sorted(config.roles))}")
+    targets = [t for t in lock.targets if t.role == role and t.container == container
+               and (arch is None or t.arch == arch)]
+    if not targets:
+        raise ConfigError(f"the lock has no entry for role {role!r}" + (f" on {arch}" if arch else ""),
+                          hint="run `imagebuild lock`")
+    lines: list[str] = []
+    for t in targets:
+        by_name = {p.name: p for p in t.packages}
+        p = by_name.get(package)
+        if p is None:
+            raise DriftError(f"{package} is not in the {t.name} image on {t.arch}")
+        if p.dep_type == "base":
+            raise ConfigError(f"{package} is part of the base image of {t.name}: dropping requests cannot remove it")
+        if p.dep_type != "requested":
+            raise ConfigError(f"{package} is not one of the requests of {t.name}: it is pulled in by "
+                              f"{p.required_by}", hint=f"`imagebuild why {package} --role {role}` shows the chain")
+        if any(q.depends for q in t.packages) is False and len(t.packages) > 1:
+            raise DriftError(f"{LOCK_NAME} has no dependency edges for {t.key} (made by an older imagebuild)",
+                             hint="run `imagebuild lock` to record them")
+        roots = [q.name for q in t.packages if q.dep_type in ("requested", "base") and q.name != package]
+        kept: set[str] = set()
+        todo = list(roots)
+        while todo:
+            name = todo.pop()
+            if name in kept or name not in by_name:
+                continue
+            kept.add(name)
+            todo.extend(by_name[name].depends)
+        leaving = sorted(n for n in by_name if n not in kept)
+        lines.append(f"{t.name}/{t.arch}: without {package}, {len(leaving)} of {len(t.packages)} packages leave "
+                     "the image")
+        lines.extend(f"  - {n} {by_name[n].version} {by_name[n].arch}" for n in leaving)
+    return lines

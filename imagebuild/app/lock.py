@@ -19,7 +19,7 @@ from imagebuild.apt.release import Release
 from imagebuild.apt.release import parse_date as parse_release_date
 from imagebuild.apt.repository import PackagesIndex, ReleaseInfo, read_packages, read_release
 from imagebuild.apt.resolver import Resolution, Resolver
-from imagebuild.apt.universe import Universe
+from imagebuild.apt.universe import DepType, Universe, Version
 from imagebuild.bom import read_bom, render_bom
 from imagebuild.config import Config, ContainerSpec, Distro, Family, Role, SnapshotSettings
 from imagebuild.errors import ConfigError, RepositoryError, ResolutionError
@@ -191,9 +191,26 @@ def _load_distro_arch(distro: Distro, arch: str, config: Config, cache: Cache,
     return _Target(distro, arch, universe, locked)
 
 
-def _locked_packages(res: Resolution, universe: Universe) -> tuple[LockedPackage, ...]:
+def _depends(v: Version, installed: dict[str, Version], weak: bool, universe: Universe) -> tuple[str, ...]:
+    """The installed packages that meet `v`'s Pre-Depends and Depends (and Recommends with `weak`): the edges
+    `why --reverse` walks, as apt's autoremove does."""
+    kinds = (DepType.PRE_DEPENDS, DepType.DEPENDS, DepType.RECOMMENDS) if weak else (DepType.PRE_DEPENDS,
+                                                                                     DepType.DEPENDS)
+    out: dict[str, None] = {}
+    for kind, group in v.deps:
+        if kind not in kinds:
+            continue
+        for rel in group:
+            for target in universe.targets(rel):
+                if installed.get(target.name) is target and target.name != v.name:
+                    out[target.name] = None
+    return tuple(sorted(out))
+
+
+def _locked_packages(res: Resolution, universe: Universe, weak: bool = False) -> tuple[LockedPackage, ...]:
     out = []
     for name, v in res.installed.items():
+        depends = _depends(v, res.installed, weak, universe)
         if name in res.added:
             origin = max((o for o in v.origins if o.index is not None), key=lambda o: o.priority)
             assert origin.index is not None
@@ -202,12 +219,12 @@ def _locked_packages(res: Resolution, universe: Universe) -> tuple[LockedPackage
                 name=name, version=v.version, arch=v.arch, repo=origin.index.release.repo,
                 suite=origin.index.release.suite, filename=origin.filename, size=origin.size,
                 sha256=origin.sha256, required_by=r.parent, dep_type=r.dep_type or "requested",
-                relation=r.relation,
+                relation=r.relation, depends=depends,
             ))
         else:
             out.append(LockedPackage(name=name, version=v.version, arch=v.arch, repo="base", suite="",
                                      filename="", size=0, sha256="", required_by=None, dep_type="base",
-                                     relation=""))
+                                     relation="", depends=depends))
     return tuple(out)
 
 
@@ -236,7 +253,7 @@ def resolve_all(config: Config, cache: Cache | None = None) -> Lock:
                     res = _resolve(t.universe, distro, role.name, arch, role.packages)
                 node = LockedTarget(
                     role=role.name, arch=arch, distro=dname, requests=tuple(str(p) for p in role.packages),
-                    packages=_locked_packages(res, t.universe), removed=res.removed,
+                    packages=_locked_packages(res, t.universe, distro.recommends), removed=res.removed,
                 )
                 targets.append(node)
                 if role.container is not None:
@@ -310,7 +327,7 @@ def rpm_locked_packages(res: RpmResolution) -> tuple[LockedPackage, ...]:
             name=p.name, version=p.evr, arch=p.arch, repo=p.repo, suite="", filename=p.location, size=p.size,
             sha256=p.sha256, required_by=r.parent if r else None,
             dep_type=("base" if p.repo == "base" else (r.dep_type if r and r.dep_type else "requested")),
-            relation=r.relation if r else ""))
+            relation=r.relation if r else "", depends=res.depends.get(p.name, ())))
     return tuple(packages)
 
 

@@ -5,6 +5,7 @@ writes, load_repo only reads)."""
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import functools
 import re
@@ -40,6 +41,7 @@ class RpmResolution:
     added: frozenset[str]  # nevra of what the transaction installs
     removed: tuple[str, ...]
     reasons: dict[str, Reason]  # by name
+    depends: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # name -> installed names it needs
 
 
 def _nevra(s: solv.XSolvable) -> str:
@@ -381,7 +383,21 @@ class RpmResolver:
         installed = [self._package(s) for s in kept + new]
         removed = tuple(sorted({s.name for s in pool.installed.solvables} - {p.name for p in installed}))
         reasons = {s.name: self._reason(solver, s) for s in new}
-        return RpmResolution(tuple(installed), frozenset(_nevra(s) for s in new), removed, reasons)
+        return RpmResolution(tuple(installed), frozenset(_nevra(s) for s in new), removed, reasons,
+                             self._depends(kept + new))
+
+    def _depends(self, installed: list[solv.XSolvable]) -> dict[str, tuple[str, ...]]:
+        """Per installed package, the installed packages that provide its requires (and recommends, with weak
+        deps on): the edges `why --reverse` walks."""
+        ids = {s.id for s in installed}
+        keys = [solv.SOLVABLE_REQUIRES, *([solv.SOLVABLE_RECOMMENDS] if self.weak_deps else [])]
+        out: dict[str, set[str]] = {}
+        for s in installed:
+            names = out.setdefault(s.name, set())
+            for key in keys:
+                for dep in s.lookup_deparray(key, 0):
+                    names.update(p.name for p in self.pool.whatprovides(dep.id) if p.id in ids and p.name != s.name)
+        return {n: tuple(sorted(v)) for n, v in out.items()}
 
     def _problem_line(self, info: solv.XRuleinfo) -> str:
         """libsolv's problem text, with hidden packages explained the way dnf explains them."""
