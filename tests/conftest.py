@@ -4,6 +4,7 @@
 * ``debian_http`` (session): serves the real Debian snapshot in ``../shared/data/debian-20261122``
   (``/debian`` and ``/debian-security``) on a free loopback port; yields ``http://127.0.0.1:PORT``.
   Skips when the data is absent.  Override the location with ``IMAGEBUILD_TEST_DEBIAN_DATA``.
+* ``debian_http_auth`` (session): the same behind HTTP basic auth with the password ``SENTINEL``.
 * ``_imagebuild_cache`` (session, autouse): points ``IMAGEBUILD_CACHE`` at one session tmp dir,
   so every test (and every imagebuild subprocess) shares a warm metadata cache.
 * ``run_imagebuild``: runs ``python -m imagebuild --config CFG ARGS...`` with ``LC_ALL=C`` and
@@ -12,6 +13,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import http.server
@@ -32,6 +34,34 @@ MINBASE_STATUS = DEBIAN_DATA.parent / "bases" / "bookworm-minbase.status"
 # The instant DEBIAN_DATA was captured: every config that locks it says so, never "now" (its security,
 # updates and backports Releases carry a Valid-Until of 2026-11-27).
 DEBIAN_SNAPSHOT = "20261122T000000Z"
+
+
+def bookworm_config(path: Path, url: str, roles: str, *, suites: tuple[str, ...] = ("bookworm", "bookworm-updates"),
+                    base: Path | None = MINBASE_STATUS, extra: str = "") -> Path:
+    """Write an imagebuild.toml at `path` for the real Debian data served at `url` (amd64, all components, the
+    security suite beside `suites`, `base`), with the TOML `roles` appended; returns the path."""
+    if base is not None and not base.is_file():
+        import pytest
+
+        pytest.skip(f"base status not found at {base}")
+    repos = "".join(f"""
+[[distros.bookworm.repos]]
+name = "{name}"
+url = "{url}/{where}"
+suites = [{", ".join(f'"{s}"' for s in names)}]
+components = ["main", "contrib", "non-free", "non-free-firmware"]
+signed-by = "/usr/share/keyrings/debian-archive-keyring.gpg"
+""" for name, where, names in (("debian", "debian", suites), ("security", "debian-security", ("bookworm-security",))))
+    path.write_text(f"""snapshot = "{DEBIAN_SNAPSHOT}"
+{extra}
+[distros.bookworm]
+family = "deb"
+arches = ["amd64"]
+base = "{base if base is not None else 'none'}"
+recommends = false
+{repos}
+{roles}""")
+    return path
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -60,6 +90,31 @@ def debian_http() -> Iterator[str]:
     if not (DEBIAN_DATA / "debian" / "dists").is_dir():
         pytest.skip(f"Debian snapshot data not found at {DEBIAN_DATA} (set IMAGEBUILD_TEST_DEBIAN_DATA)")
     with loopback_server(functools.partial(_QuietHandler, directory=str(DEBIAN_DATA))) as url:
+        yield url
+
+
+SENTINEL = "S3ntinel-pw-7f3a"  # the repo password of `debian_http_auth`: it must show up nowhere
+
+
+class _AuthHandler(_QuietHandler):
+    expected = "Basic " + base64.b64encode(f"ark:{SENTINEL}".encode()).decode()
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        if self.headers.get("Authorization") != self.expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="ark"')
+            self.end_headers()
+            return
+        super().do_GET()
+
+
+@pytest.fixture(scope="session")
+def debian_http_auth() -> Iterator[str]:
+    """Like ``debian_http``, behind HTTP basic auth (user ``ark``, password SENTINEL), for the end-to-end builds
+    (needs the data's ``pool/``)."""
+    if not (DEBIAN_DATA / "debian" / "pool").is_dir() or not MINBASE_STATUS.exists():
+        pytest.skip(f"Debian data with pool/ not found at {DEBIAN_DATA}")
+    with loopback_server(functools.partial(_AuthHandler, directory=str(DEBIAN_DATA))) as url:
         yield url
 
 

@@ -1,15 +1,12 @@
 """End to end on the real Debian data, offline: lock → bake --target rootfs --build → verify.
 
-The archive (../shared/data, whose pool holds the minbase closure plus rdma-core, infiniband-diags,
+The debian_http_auth (../shared/data, whose pool holds the minbase closure plus rdma-core, infiniband-diags,
 ibverbs-providers and munge) is served on loopback behind HTTP basic auth with a sentinel password, so the
 same run also proves that the credential reaches no rendered file, lock, BOM, log or the image itself.
 """
 
 from __future__ import annotations
 
-import base64
-import functools
-import http.server
 import os
 import re
 import shutil
@@ -17,45 +14,20 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import DEBIAN_DATA, DEBIAN_SNAPSHOT, MINBASE_STATUS, loopback_server  # noqa: E402
+from conftest import DEBIAN_SNAPSHOT, MINBASE_STATUS, SENTINEL  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-SENTINEL = "S3ntinel-pw-7f3a"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 ROLE = ["rdma-core", "infiniband-diags", "ibverbs-providers", "munge"]
 
 
-class _AuthHandler(http.server.SimpleHTTPRequestHandler):
-    expected = "Basic " + base64.b64encode(f"ark:{SENTINEL}".encode()).decode()
-
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
-        if self.headers.get("Authorization") != self.expected:
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="ark"')
-            self.end_headers()
-            return
-        super().do_GET()
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
-
-
-@pytest.fixture(scope="module")
-def archive() -> Iterator[str]:
-    if not (DEBIAN_DATA / "debian" / "pool").is_dir() or not MINBASE_STATUS.exists():
-        pytest.skip(f"Debian data with pool/ not found at {DEBIAN_DATA}")
-    with loopback_server(functools.partial(_AuthHandler, directory=str(DEBIAN_DATA))) as url:
-        yield url
-
-
-def _config(root: Path, url: str) -> Path:
+def _config(root: Path, url: str, extra: str = "") -> Path:
     cred = url.replace("http://", f"http://ark:{SENTINEL}@")
     cfg = root / "imagebuild.toml"
     repos = "".join(f"""
@@ -84,7 +56,7 @@ packages = {ROLE!r}
 [roles.compute.image]
 builder = "docker"
 source = "localhost/imagebuild-minbase:latest"
-""".replace("'", '"'))
+""".replace("'", '"') + extra)
     return cfg
 
 
@@ -95,8 +67,8 @@ def run(cfg: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.
 
 
 @pytest.mark.skipif(shutil.which("mmdebstrap") is None, reason="mmdebstrap not installed (apt-get install mmdebstrap)")
-def test_rootfs_from_the_lock_equals_the_bom_and_rebuilds_identically(archive: str, tmp_path: Path) -> None:
-    cfg = _config(tmp_path, archive)
+def test_rootfs_from_the_lock_equals_the_bom_and_rebuilds_identically(debian_http_auth: str, tmp_path: Path) -> None:
+    cfg = _config(tmp_path, debian_http_auth)
     locked = run(cfg, "lock")
     assert locked.returncode == 0, locked.stderr
     auth = {"IMAGEBUILD_AUTH_DEBIAN": f"ark:{SENTINEL}", "IMAGEBUILD_AUTH_SECURITY": f"ark:{SENTINEL}"}
@@ -148,26 +120,27 @@ def test_rootfs_from_the_lock_equals_the_bom_and_rebuilds_identically(archive: s
 
 @pytest.mark.skipif(any(shutil.which(t) is None for t in ("mmdebstrap", "packer", "podman")),
                     reason="needs mmdebstrap, packer and podman (apt-get install mmdebstrap packer podman runc)")
-def test_packer_docker_builder_on_podman_installs_exactly_the_bom(archive: str, tmp_path: Path,
+def test_packer_docker_builder_on_podman_installs_exactly_the_bom(debian_http_auth: str, tmp_path: Path,
                                                                   request: pytest.FixtureRequest) -> None:
     """The same lock through real Packer: its docker builder (podman behind imagebuild's `docker` shim) runs
-    the bundle in a container made from a real minbase rootfs of the same archive (`podman import`); the
+    the bundle in a container made from a real minbase rootfs of the same debian_http_auth (`podman import`); the
     exported container's dpkg status equals the BOM, and the sensitive repo password reaches neither the
     image nor Packer's output."""
     from importlib.resources import files
 
-    cfg = _config(tmp_path, archive)
+    cfg = _config(tmp_path, debian_http_auth)
     assert run(cfg, "lock").returncode == 0
     podman_root = tempfile.mkdtemp(prefix="ibp-", dir="/tmp")  # podman wants a runroot under 50 characters
     request.addfinalizer(lambda: shutil.rmtree(podman_root, ignore_errors=True))
     env = {"IMAGEBUILD_PODMAN_ROOT": podman_root, "SOURCE_DATE_EPOCH": "1763769600"}
-    # the base image: mmdebstrap --variant=minbase from the same archive (credentials through a netrc part)
+    # the base image: mmdebstrap --variant=minbase from the same debian_http_auth (credentials through a netrc part)
     netrc = tmp_path / "netrc"
     netrc.mkdir(mode=0o755)
-    (netrc / "a.conf").write_text(f"machine {archive}/ login ark password {SENTINEL}\n")
+    (netrc / "a.conf").write_text(f"machine {debian_http_auth}/ login ark password {SENTINEL}\n")
     sources = tmp_path / "minbase.list"
-    sources.write_text("".join(f"deb [signed-by={KEYRING}] {archive}/{path} {suite} main\n" for path, suite in (
-        ("debian", "bookworm"), ("debian", "bookworm-updates"), ("debian-security", "bookworm-security"))))
+    sources.write_text("".join(f"deb [signed-by={KEYRING}] {debian_http_auth}/{path} {suite} main\n"
+                               for path, suite in (("debian", "bookworm"), ("debian", "bookworm-updates"),
+                                                   ("debian-security", "bookworm-security"))))
     base = tmp_path / "minbase.tar"
     mm = subprocess.run(["mmdebstrap", "--mode=root", "--variant=minbase", "--format=tar", "--quiet",
                          "--aptopt=Acquire::Check-Valid-Until \"false\"", f"--aptopt=Dir::Etc::netrcparts \"{netrc}\"",

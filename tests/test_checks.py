@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import DEBIAN_SNAPSHOT, MINBASE_STATUS, REPO_ROOT  # noqa: E402
+from conftest import REPO_ROOT, bookworm_config  # noqa: E402
 
 from imagebuild import checks  # noqa: E402
 from imagebuild.bom import read_bom  # noqa: E402
@@ -163,32 +163,11 @@ def test_real_bookworm_dkms_without_headers_is_flagged(tmp_path: Path, debian_ht
                                                        run_imagebuild) -> None:  # type: ignore[no-untyped-def]
     """The case from the field: a compute role with the backports kernel and recommends off locks
     nvidia-kernel-dkms and the 6.12 kernel but no linux-headers-* at all: the module can never be built."""
-    if not MINBASE_STATUS.is_file():
-        pytest.skip(f"base status not found at {MINBASE_STATUS}")
-    cfg = tmp_path / "imagebuild.toml"
-    cfg.write_text(f"""snapshot = "{DEBIAN_SNAPSHOT}"
-[distros.bookworm]
-family = "deb"
-arches = ["amd64"]
-base = "{MINBASE_STATUS}"
-recommends = false
-[[distros.bookworm.repos]]
-name = "debian"
-url = "{debian_http}/debian"
-suites = ["bookworm", "bookworm-updates", "bookworm-backports"]
-components = ["main", "contrib", "non-free", "non-free-firmware"]
-signed-by = "/usr/share/keyrings/debian-archive-keyring.gpg"
-[[distros.bookworm.repos]]
-name = "security"
-url = "{debian_http}/debian-security"
-suites = ["bookworm-security"]
-components = ["main", "contrib", "non-free", "non-free-firmware"]
-signed-by = "/usr/share/keyrings/debian-archive-keyring.gpg"
-[roles.compute]
+    cfg = bookworm_config(tmp_path / "imagebuild.toml", debian_http, """[roles.compute]
 distro = "bookworm"
 packages = ["nvidia-driver", "nvidia-cuda-toolkit", "rdma-core", "infiniband-diags", "slurmd", "munge",
             "openmpi-bin", "linux-image-amd64/bookworm-backports"]
-""")
+""", suites=("bookworm", "bookworm-updates", "bookworm-backports"))
     res = run_imagebuild(cfg, "lock")
     assert res.returncode == 0, res.stderr
     bom = {e.name: e.version for e in read_bom(tmp_path / "boms" / "compute-amd64.bom")}

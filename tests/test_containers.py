@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dnf_oracle  # noqa: E402
 from apt_oracle import AptOracle, AptRepo, debian_repos  # noqa: E402
-from conftest import DEBIAN_SNAPSHOT, MINBASE_STATUS, REPO_ROOT  # noqa: E402
+from conftest import MINBASE_STATUS, REPO_ROOT, bookworm_config  # noqa: E402
 
 from imagebuild.config import Family  # noqa: E402
 from imagebuild.container import (  # noqa: E402
@@ -296,25 +296,7 @@ def test_real_bookworm_cuda_container_needs_the_driver_virtual(tmp_path: Path, d
                                                                run_imagebuild) -> None:  # type: ignore[no-untyped-def]
     """Debian's nvidia-cuda-toolkit on bookworm: its container has no driver, DKMS or kernel, a stub for
     `libcuda1 | libcuda.so.1`, the node's version of every shared package, and apt accepts the set."""
-    if not MINBASE_STATUS.is_file():
-        pytest.skip(f"base status not found at {MINBASE_STATUS}")
-    repos_toml = "".join(f"""
-[[distros.bookworm.repos]]
-name = "{name}"
-url = "{debian_http}/{path}"
-suites = {suites}
-components = ["main", "contrib", "non-free", "non-free-firmware"]
-signed-by = "/usr/share/keyrings/debian-archive-keyring.gpg"
-""" for name, path, suites in (("debian", "debian", '["bookworm", "bookworm-updates"]'),
-                               ("security", "debian-security", '["bookworm-security"]')))
-    cfg = tmp_path / "imagebuild.toml"
-    cfg.write_text(f"""snapshot = "{DEBIAN_SNAPSHOT}"
-[distros.bookworm]
-family = "deb"
-arches = ["amd64"]
-base = "{MINBASE_STATUS}"
-{repos_toml}
-[roles.gpu]
+    cfg = bookworm_config(tmp_path / "imagebuild.toml", debian_http, """[roles.gpu]
 distro = "bookworm"
 packages = ["nvidia-driver", "nvidia-cuda-toolkit", "rdma-core", "slurmd", "linux-image-amd64"]
 

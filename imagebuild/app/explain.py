@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from imagebuild.config import Config
 from imagebuild.errors import ConfigError, DriftError
-from imagebuild.lockfile import LOCK_NAME, LockedPackage, read_lock
+from imagebuild.lockfile import LOCK_NAME, LockedPackage, LockedTarget, read_lock
 
 
-def why(config: Config, package: str, role: str, arch: str | None, container: bool = False) -> list[str]:
+def _targets(config: Config, role: str, arch: str | None, container: bool) -> list[LockedTarget]:
+    """The lock's targets of a role (or of its container), on one arch or all."""
     lock = read_lock(config.root / LOCK_NAME)
     if role not in config.roles:
         raise ConfigError(f"unknown role {role!r}", hint=f"roles: {', '.join(sorted(config.roles))}")
@@ -18,8 +19,12 @@ def why(config: Config, package: str, role: str, arch: str | None, container: bo
         raise ConfigError(f"the lock has no entry for {what}" + (f" on {arch}" if arch else ""),
                           hint="add [roles.R.container] and run `imagebuild lock`" if container
                           else "run `imagebuild lock`")
+    return targets
+
+
+def why(config: Config, package: str, role: str, arch: str | None, container: bool = False) -> list[str]:
     lines: list[str] = []
-    for t in targets:
+    for t in _targets(config, role, arch, container):
         by_name = {p.name: p for p in t.packages}
         p = by_name.get(package)
         if p is None:
@@ -58,16 +63,8 @@ def why_reverse(config: Config, package: str, role: str, arch: str | None, conta
     """What would leave the image if `package` were dropped from the role's requests: the packages reachable
     from the requests and the base only through it (over the lock's dependency edges, as apt's autoremove and
     dnf's unneeded-package logic see them)."""
-    lock = read_lock(config.root / LOCK_NAME)
-    if role not in config.roles:
-        raise ConfigError(f"unknown role {role!r}", hint=f"roles: {', '.join(sorted(config.roles))}")
-    targets = [t for t in lock.targets if t.role == role and t.container == container
-               and (arch is None or t.arch == arch)]
-    if not targets:
-        raise ConfigError(f"the lock has no entry for role {role!r}" + (f" on {arch}" if arch else ""),
-                          hint="run `imagebuild lock`")
     lines: list[str] = []
-    for t in targets:
+    for t in _targets(config, role, arch, container):
         by_name = {p.name: p for p in t.packages}
         p = by_name.get(package)
         if p is None:
