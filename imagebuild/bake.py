@@ -256,6 +256,7 @@ def render_bundle(config: Config, lock: Lock, digest: str, role: Role, target: L
                 raise ConfigError(f"repo {r.name!r}: cannot read its key {r.key}: {e.strerror}") from None
     for rel, text in pm.repo_files(repos, distro, image.ship_repos).items():
         files[rel] = text.encode()
+    files.update(_sboms(config, lock, digest, target))
     if target.stubs:
         from imagebuild.bake_containers import stub_files
 
@@ -265,6 +266,21 @@ def render_bundle(config: Config, lock: Lock, digest: str, role: Role, target: L
         if role.pip_index:  # pip reads the simple index beside the JSON API hashin read (PyPI's layout)
             files["pip/index"] = (redact(role.pip_index).rstrip("/") + "/simple/\n").encode()
     return files
+
+
+def _sboms(config: Config, lock: Lock, digest: str, target: LockedTarget) -> dict[str, bytes]:
+    """`sbom.cdx.json` and `sbom.spdx.json` of the image (the ship phase puts them in /etc/imagebuild/); none, with a
+    warning, for a distro whose operating system imagebuild cannot name."""
+    from imagebuild import sbom
+    from imagebuild.purl import os_release
+
+    try:
+        os_release(config.distros[target.distro])
+    except ConfigError as e:
+        log.warn(f"{target.key}: no SBOM in the image: {e.message} ({e.hint})")
+        return {}
+    return {Path(sbom.image_path(fmt)).name: sbom.render_sbom(config, lock, target, fmt, digest).encode()
+            for fmt in sbom.FORMATS}
 
 
 # -- Packer ------------------------------------------------------------------------------------------------

@@ -340,6 +340,33 @@ def verify_cmd(state: _State, role: str, arch: str, container: bool, rootfs: Pat
     click.echo(f"{target.key}: {len(actual)} packages, equal to the lock")
 
 
+@cli.command("sbom")
+@click.option("--role", required=True, help="Role whose image (or container) to describe.")
+@click.option("--arch", required=True, help="Architecture of the image.")
+@click.option("--container", is_flag=True, help="The role's container (<role>-container) instead of its node image.")
+@click.option("--format", "fmt", type=click.Choice(["cyclonedx", "spdx"]), required=True,
+              help="CycloneDX 1.6 JSON or SPDX 2.3 JSON.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write it here (atomically) instead of standard output.")
+@click.pass_obj
+def sbom_cmd(state: _State, role: str, arch: str, container: bool, fmt: str, output: Path | None) -> None:
+    """The SBOM of a locked image, from the lock (no network): the same bytes for the same lock."""
+    from imagebuild import bake, sbom
+
+    config = state.config()
+    lock = bake.fresh_lock(config)
+    target = lock.target(role, arch, container=container)
+    if target is None:
+        what = f"{role}-container-{arch}" if container else f"{role}-{arch}"
+        raise DriftError(f"{LOCK_NAME} has no {what}", hint="check --role/--arch, or run `imagebuild lock`")
+    text = sbom.render_sbom(config, lock, target, fmt, bake.lock_digest(config))
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        write_atomic(output, text)
+        log.info(f"wrote {output}")
+
+
 def main(argv: list[str] | None = None) -> Any:
     try:
         return cli.main(args=argv, prog_name="imagebuild", standalone_mode=False)

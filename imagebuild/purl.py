@@ -47,7 +47,7 @@ def os_release(distro: Distro) -> OsRelease:
     if distro.name in _CODENAMES:
         return OsRelease(*_CODENAMES[distro.name])
     m = re.match(r"^([a-z]+)-?(\d+(?:\.\d+)?)$", distro.name)
-    if m and distro.family is Family.RPM:
+    if m and (distro.family is Family.RPM or m[1] in ("debian", "ubuntu")):
         return OsRelease(m[1], m[2])
     raise ConfigError(f"distros.{distro.name}: which operating system is it?",
                       hint='set os = "debian-12" (or "ubuntu-24.04", "rocky-9", …): os-release ID-VERSION_ID')

@@ -92,6 +92,7 @@ def test_rootfs_from_the_lock_equals_the_bom_and_rebuilds_identically(debian_htt
     assert "./etc/munge/munge.key" not in names  # a per-host secret: provisioned by the site, not baked
     assert "./etc/apt/sources.list.d/0000sources.list" not in names and "./etc/apt/apt.conf.d/99mmdebstrap" not in names
     assert "./etc/imagebuild/image.json" in names and "Signed-By: /etc/apt/keyrings/imagebuild-debian.gpg" in sources
+    assert {"./etc/imagebuild/sbom.cdx.json", "./etc/imagebuild/sbom.spdx.json"} <= names  # the SBOMs ship
     assert SENTINEL.encode() not in first
 
     # a second build is byte-identical
