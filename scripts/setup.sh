@@ -16,6 +16,8 @@ if [ "${1:-}" = "--test" ]; then
     want dpkg-deb dpkg
     want apt-ftparchive apt-utils   # only to regenerate the example mirror
     want rpmbuild rpm               # fixture RPM repos (tests/rpmrepos.py)
+    # rpm's own EVR comparison (rpm.labelCompare) for the system python: tests/test_version_oracle.py
+    /usr/bin/python3 -c 'import rpm' >/dev/null 2>&1 || need_apt="$need_apt python3-rpm"
     want createrepo_c createrepo-c  # ... their repodata (also modifyrepo_c)
     want dnf dnf                    # the oracle for rpm resolution
     want mmdebstrap mmdebstrap      # real Debian images from a mirror (slow tests)
