@@ -11,9 +11,9 @@ import click
 
 from imagebuild import __version__, app, log
 from imagebuild.config import CheckLevel, Config, Family, find_config, load_config
-from imagebuild.errors import ConfigError, DriftError, ImagebuildError, ResolutionError
+from imagebuild.errors import ConfigError, DriftError, ImagebuildError, RepositoryError, ResolutionError
 from imagebuild.fetch import redact
-from imagebuild.fsutil import write_atomic
+from imagebuild.fsutil import WriteError, write_atomic
 from imagebuild.lockfile import LOCK_NAME, Lock
 from imagebuild.snapshots import Provider
 
@@ -377,6 +377,10 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(2)
     except click.exceptions.Abort:
         sys.exit(130)
+    except WriteError as e:
+        print(f"imagebuild: error: {e.strerror}", file=sys.stderr)
+        print("  hint: nothing else was written: the outputs already there are unchanged", file=sys.stderr)
+        sys.exit(RepositoryError.exit_code)
     except ImagebuildError as e:
         if "--debug" in (argv if argv is not None else sys.argv):
             traceback.print_exc()

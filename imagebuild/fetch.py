@@ -10,7 +10,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from imagebuild.errors import RepositoryError
 from imagebuild.fsutil import write_atomic
@@ -24,17 +24,27 @@ def redact(url: str) -> str:
     return _USERINFO.sub("//", url)
 
 
+CONNECT_TIMEOUT = 15.0
+READ_TIMEOUT = float(os.environ.get("IMAGEBUILD_HTTP_TIMEOUT", "60"))  # between two bytes, not for a whole body
+ATTEMPTS = 4  # per URL: the first request and three retries, also when the body was already streaming
+BACKOFF = 0.5  # seconds before the first retry, doubled for each next one
+RETRY_AFTER_MAX = 30.0  # a server's Retry-After is honoured up to this
+MAX_BODY = int(os.environ.get("IMAGEBUILD_MAX_DOWNLOAD", str(4 << 30)))  # a larger body is refused, not read
+_CHUNK = 1 << 20
+_RETRY_STATUS = (429, 500, 502, 503, 504)
+
+
 class NotFound(RepositoryError):
     """The URL does not exist (404 / missing file); callers may fall back to another name."""
 
 
-def fetch(url: str, timeout: float = 60.0) -> bytes:
+def fetch(url: str, timeout: float = READ_TIMEOUT) -> bytes:
     return get(url, timeout)[1]
 
 
-def get(url: str, timeout: float = 60.0) -> tuple[str, bytes]:
-    """(the URL that finally answered, after redirects; the body). Credentials in `url` go into a Basic
-    header, never into a message."""
+def get(url: str, timeout: float = READ_TIMEOUT) -> tuple[str, bytes]:
+    """(the URL that finally answered, after redirects; the body, at most MAX_BODY bytes). Credentials in `url`
+    go into a Basic header (never to another host on a redirect), never into a message."""
     parts = urlsplit(url)
     if parts.scheme == "file":
         try:
@@ -43,51 +53,217 @@ def get(url: str, timeout: float = 60.0) -> tuple[str, bytes]:
             raise NotFound(f"{redact(url)}: not found") from None
         except OSError as e:
             raise RepositoryError(f"{redact(url)}: {e.strerror}") from None
-    import http.client
-    import urllib.error
-    import urllib.request  # not at import time: http.client and ssl cost ~20 ms of every start
+    sink = _Memory()
+    final, encoding = _stream(url, sink, timeout)
+    return final, _undo_transfer_gzip(parts.path, encoding, sink.value())
 
+
+def _undo_transfer_gzip(path: str, encoding: str, body: bytes) -> bytes:
+    """The file itself, when a server labelled the body `Content-Encoding: gzip`: a server may gzip a file on the
+    way (then the body is gzip over the file), or only label a file that is gzip already (a `.gz`): gunzip once
+    where the file is not a .gz itself, or where unpacking a .gz leaves gzip still."""
+    if encoding.strip().lower() not in ("gzip", "x-gzip") or body[:2] != b"\x1f\x8b":
+        return body
+    import zlib
+
+    unpack = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        request = urllib.request.Request(_without_userinfo(url), headers={"User-Agent": "imagebuild"})
-    except ValueError as e:
-        raise RepositoryError(f"{redact(url)}: not a usable URL ({redact(str(e))})") from None
-    if parts.username is not None:
-        import base64
+        inner = unpack.decompress(body, MAX_BODY)  # bounded: a gzip bomb stops at MAX_BODY
+    except zlib.error:
+        return body  # not a gzip stream after all: the digest check says whether it is the file
+    if unpack.unconsumed_tail:
+        raise RepositoryError(f"{path}: the gzip body unpacks to more than {MAX_BODY} bytes: refused",
+                              hint="IMAGEBUILD_MAX_DOWNLOAD raises the limit")
+    if not path.endswith(".gz") or inner[:2] == b"\x1f\x8b":
+        return inner
+    return body
 
-        token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
+
+def download(url: str, dest: Path, *, sha256: str, size: int | None = None, timeout: float = READ_TIMEOUT) -> None:
+    """Stream `url` into `dest` while hashing it, never whole in memory: the file appears (atomically) only when
+    its size and sha256 are the expected ones; otherwise a RepositoryError names both digests."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    sink = _File(dest.parent, size)
     try:
-        with _opener().open(request, timeout=timeout) as response:
-            data: bytes = response.read()
-            final: str = response.geturl()
-            return final, data
-    except urllib.error.HTTPError as e:
-        if e.code in (403, 404, 410):
-            raise NotFound(f"{redact(url)}: HTTP {e.code}") from None
-        hint = "check the repo's username and password" if e.code == 401 else None
-        raise RepositoryError(f"{redact(url)}: HTTP {e.code} {e.reason}", hint=hint) from None
-    except (http.client.InvalidURL, ValueError) as e:
-        raise RepositoryError(f"{redact(url)}: not a usable URL ({redact(str(e))})") from None
-    except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", e)
-        raise RepositoryError(f"{redact(url)}: cannot fetch: {reason}",
-                              hint="is the repository reachable from here?") from None
+        if urlsplit(url).scheme == "file":
+            try:
+                with open(urlsplit(url).path, "rb") as f:
+                    while chunk := f.read(_CHUNK):
+                        sink.write(chunk)
+            except FileNotFoundError:
+                raise NotFound(f"{redact(url)}: not found") from None
+            except OSError as e:
+                raise RepositoryError(f"{redact(url)}: {e.strerror}") from None
+        else:
+            _stream(url, sink, timeout)  # a gzip-on-the-way body fails the digest check below
+        got = sink.digest.hexdigest()
+        if size is not None and sink.size != size:
+            raise RepositoryError(f"{redact(url)}: {sink.size} bytes, the lock says {size}",
+                                  hint="the mirror serves another file under this name")
+        if got != sha256:
+            raise RepositoryError(f"{redact(url)}: sha256 mismatch: expected {sha256}, got {got}",
+                                  hint="the mirror serves another file under this name")
+        sink.commit(dest)
+    finally:
+        sink.discard()
 
 
-def _opener() -> Any:
-    """urllib's opener, but a redirect to another host does not take the Authorization header along
-    (urllib copies every header onto the redirected request: a repo password would go to a mirror)."""
-    import urllib.request
+# -- HTTP: one requests Session per run --------------------------------------------------------------------
 
-    class SameOriginAuth(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
-            new = super().redirect_request(req, fp, code, msg, headers, newurl)
-            old_origin, new_origin = urlsplit(req.full_url), urlsplit(newurl)
-            if new is not None and (old_origin.scheme, old_origin.netloc) != (new_origin.scheme, new_origin.netloc):
-                new.remove_header("Authorization")
-            return new
+_session: Any = None
 
-    return urllib.request.build_opener(SameOriginAuth)
+
+def session() -> Any:
+    """The run's requests Session: connections reused per host, urllib3 retrying 429/5xx with backoff that honours
+    Retry-After (capped), proxies from the environment as requests reads them."""
+    global _session
+    if _session is None:
+        import requests  # not at import time: a lock from the cache needs no HTTP stack
+        from requests.adapters import HTTPAdapter
+        from urllib3.util.retry import Retry
+
+        from imagebuild import __version__
+
+        class CappedRetry(Retry):
+            def get_retry_after(self, response: Any) -> float | None:
+                after = super().get_retry_after(response)
+                return None if after is None else min(after, RETRY_AFTER_MAX)
+
+        # connection and read errors are retried by _stream (also mid-body); urllib3 retries statuses
+        retry = CappedRetry(total=None, connect=0, read=0, other=0, status=ATTEMPTS - 1, redirect=10,
+                            backoff_factor=BACKOFF, status_forcelist=_RETRY_STATUS,
+                            allowed_methods=frozenset({"GET"}), respect_retry_after_header=True,
+                            raise_on_status=False, raise_on_redirect=True)
+        s = requests.Session()
+        adapter = HTTPAdapter(max_retries=retry, pool_connections=8, pool_maxsize=8)
+        s.mount("http://", adapter)
+        s.mount("https://", adapter)
+        s.headers["User-Agent"] = f"imagebuild/{__version__}"
+        s.headers["Accept-Encoding"] = "identity"  # the file as the repository has it: its digest is what is checked
+        _session = s
+    return _session
+
+
+class _Memory:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def reset(self) -> None:
+        self.parts, self.size = [], 0
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > MAX_BODY:
+            raise _TooLarge(self.size)
+        self.parts.append(chunk)
+
+    def value(self) -> bytes:
+        return b"".join(self.parts)
+
+
+class _File:
+    """A temporary file beside the destination, hashed as it is written."""
+
+    def __init__(self, where: Path, expected: int | None) -> None:
+        import tempfile
+
+        self.expected = expected
+        fd, name = tempfile.mkstemp(prefix=".part-", dir=where)
+        self.path = Path(name)
+        self.f = os.fdopen(fd, "wb")
+        self.reset()
+
+    def reset(self) -> None:
+        self.f.seek(0)
+        self.f.truncate()
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > MAX_BODY or (self.expected is not None and self.size > self.expected):
+            raise _TooLarge(self.size)
+        self.digest.update(chunk)
+        self.f.write(chunk)
+
+    def commit(self, dest: Path) -> None:
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        self.f.close()
+        os.replace(self.path, dest)
+
+    def discard(self) -> None:
+        if not self.f.closed:
+            self.f.close()
+        self.path.unlink(missing_ok=True)
+
+
+class _TooLarge(Exception):
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+def _stream(url: str, sink: _Memory | _File, timeout: float) -> tuple[str, str]:
+    """GET `url` into `sink`, the body as the server sent it, retrying what a flaky mirror does (reset, cut or
+    stalled body, 429/5xx) up to ATTEMPTS times; (the URL that answered, its Content-Encoding)."""
+    import time
+
+    import requests
+    import urllib3
+
+    parts = urlsplit(url)
+    auth = (unquote(parts.username), unquote(parts.password or "")) if parts.username is not None else None
+    clean = _without_userinfo(url)
+    transient = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                 urllib3.exceptions.ProtocolError, urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.SSLError)
+    why = ""
+    for attempt in range(ATTEMPTS):
+        if attempt:
+            time.sleep(BACKOFF * 2 ** (attempt - 1))
+        try:
+            with session().get(clean, auth=auth, timeout=(CONNECT_TIMEOUT, timeout), stream=True,
+                               allow_redirects=True) as r:
+                if r.status_code in (403, 404, 410):
+                    raise NotFound(f"{redact(url)}: HTTP {r.status_code}")
+                if r.status_code >= 400:
+                    hint = "check the repo's username and password" if r.status_code == 401 else (
+                        "the mirror kept failing; try again later" if r.status_code in _RETRY_STATUS else None)
+                    raise RepositoryError(f"{redact(url)}: HTTP {r.status_code} {r.reason}", hint=hint)
+                length = r.headers.get("Content-Length")
+                if length is not None and length.isdigit() and int(length) > MAX_BODY:
+                    raise _TooLarge(int(length))
+                sink.reset()
+                for chunk in r.raw.stream(_CHUNK, decode_content=False):
+                    sink.write(chunk)
+                return str(r.url), r.headers.get("Content-Encoding", "")
+        except _TooLarge as e:
+            raise RepositoryError(f"{redact(url)}: larger than {MAX_BODY} bytes ({e.size} and more): refused",
+                                  hint="IMAGEBUILD_MAX_DOWNLOAD raises the limit") from None
+        except requests.exceptions.TooManyRedirects:
+            raise RepositoryError(f"{redact(url)}: too many redirects", hint="the mirror redirects in a loop") from None
+        except requests.exceptions.InvalidURL as e:
+            raise RepositoryError(f"{redact(url)}: not a usable URL ({redact(str(e))})") from None
+        except transient as e:
+            why = _reason(e, sink.size)
+        except (requests.RequestException, ValueError) as e:
+            raise RepositoryError(f"{redact(url)}: cannot fetch: {redact(_reason(e, sink.size))}") from None
+    raise RepositoryError(f"{redact(url)}: cannot fetch after {ATTEMPTS} attempts: {redact(why)}",
+                          hint="is the repository reachable from here?")
+
+
+def _reason(e: BaseException, received: int) -> str:
+    """The innermost cause of a requests/urllib3 error, in one line."""
+    cause: BaseException = e
+    while True:
+        inner = getattr(cause, "reason", None) or cause.__cause__ or cause.__context__
+        if not isinstance(inner, BaseException) or inner is cause:
+            break
+        cause = inner
+    text = str(cause) or type(cause).__name__
+    if "IncompleteRead" in text or "Connection broken" in text or "ProtocolError" in type(cause).__name__:
+        return f"connection closed after {received} bytes ({text})"
+    return text
 
 
 def _without_userinfo(url: str) -> str:

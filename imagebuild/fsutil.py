@@ -25,14 +25,26 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+class WriteError(OSError):
+    """An output could not be written (the CLI reports it as exit 4, naming the file)."""
+
+
 def write_atomic(path: Path, data: str | bytes) -> bool:
-    """Write `data` to `path` via a temp file + rename. Returns False when the file already held it."""
+    """Write `data` to `path` via a temp file + rename. Returns False when the file already held it. A failure is a
+    WriteError naming `path`; the file is then as it was."""
     raw = data.encode() if isinstance(data, str) else data
     try:
         if path.read_bytes() == raw:
             return False
     except OSError:
         pass
+    try:
+        return _write(path, raw)
+    except OSError as e:
+        raise WriteError(e.errno, f"{path}: cannot write: {e.strerror or e}") from None
+
+
+def _write(path: Path, raw: bytes) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
