@@ -13,7 +13,7 @@ from imagebuild import __version__, app, log
 from imagebuild.config import CheckLevel, Config, Family, find_config, load_config
 from imagebuild.errors import ConfigError, DriftError, ImagebuildError, RepositoryError, ResolutionError
 from imagebuild.fetch import redact
-from imagebuild.fsutil import WriteError, write_atomic
+from imagebuild.fsutil import WriteError, project_lock, write_atomic
 from imagebuild.lockfile import LOCK_NAME, Lock
 from imagebuild.snapshots import Provider
 
@@ -53,8 +53,9 @@ _FORMATS = click.Choice(["text", "markdown", "json"])
 @click.option("--dry-run", is_flag=True, help="Resolve and print what would change; write nothing.")
 @click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True,
               help="Format of the BOM diff printed against the previous lock.")
+@click.option("--no-wait", is_flag=True, help="Fail at once if another imagebuild run is writing in this project.")
 @click.pass_obj
-def lock(state: _State, check: bool, snapshot_id: str | None, dry_run: bool, fmt: str) -> None:
+def lock(state: _State, check: bool, snapshot_id: str | None, dry_run: bool, fmt: str, no_wait: bool) -> None:
     """Resolve every role × arch and write snapshots.lock and boms/."""
     config = state.config()
     if check:
@@ -67,17 +68,21 @@ def lock(state: _State, check: bool, snapshot_id: str | None, dry_run: bool, fmt
             raise DriftError("the lock is stale", hint="run `imagebuild lock` and commit the result")
         log.info(f"{LOCK_NAME} is current")
         return
-    _relock(config, snapshot_id, dry_run, fmt)
+    with project_lock(config.root, wait=not no_wait):
+        _relock(state.config(), snapshot_id, dry_run, fmt)  # the config as it is once this run may write
 
 
 @cli.command()
 @click.option("--to", "snapshot_id", required=True, metavar="ID", help="The snapshot id to move to.")
 @click.option("--dry-run", is_flag=True, help="Resolve and print the BOM diff; write nothing.")
 @click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True, help="Format of the BOM diff.")
+@click.option("--no-wait", is_flag=True, help="Fail at once if another imagebuild run is writing in this project.")
 @click.pass_obj
-def bump(state: _State, snapshot_id: str, dry_run: bool, fmt: str) -> None:
+def bump(state: _State, snapshot_id: str, dry_run: bool, fmt: str, no_wait: bool) -> None:
     """Re-lock against snapshot ID: print the BOM diff per role × arch, then write (same as lock --snapshot)."""
-    _relock(state.config(), snapshot_id, dry_run, fmt, "--to")
+    config = state.config()
+    with project_lock(config.root, wait=not no_wait):
+        _relock(state.config(), snapshot_id, dry_run, fmt, "--to")
 
 
 def _checked(config: Config, lock: Lock, strict: bool = False) -> list[str]:

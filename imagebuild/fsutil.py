@@ -29,6 +29,37 @@ class WriteError(OSError):
     """An output could not be written (the CLI reports it as exit 4, naming the file)."""
 
 
+PROJECT_LOCK = ".imagebuild.lock"
+
+
+@contextlib.contextmanager
+def project_lock(root: Path, *, wait: bool = True) -> Iterator[None]:
+    """One writing run per project at a time: an exclusive flock on `root/.imagebuild.lock`, released when the
+    process ends however it ends. A second run waits (saying so) or, with `wait=False`, fails naming the holder."""
+    import fcntl
+
+    from imagebuild import log
+    from imagebuild.errors import ConfigError
+
+    path = root / PROJECT_LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
+            if not wait:
+                raise ConfigError(f"another imagebuild run (pid {holder}) is writing in {root}",
+                                  hint="wait for it, or run without --no-wait to queue behind it") from None
+            log.info(f"waiting for another imagebuild run (pid {holder}) in {root} to finish…")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
 def write_atomic(path: Path, data: str | bytes) -> bool:
     """Write `data` to `path` via a temp file + rename. Returns False when the file already held it. A failure is a
     WriteError naming `path`; the file is then as it was."""

@@ -1,0 +1,54 @@
+"""Two writing runs in one project serialise on a file lock: the second waits (saying so) or, with --no-wait,
+fails at once naming the holder; both end with the same correct outputs."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gpu-cluster"
+
+
+def _project(tmp_path: Path) -> Path:
+    dst = tmp_path / "proj"
+    shutil.copytree(EXAMPLE, dst, ignore=shutil.ignore_patterns("apt-oracle", "dnf-oracle", "containers", "packer",
+                                                                "images", "snapshots.lock", "boms"))
+    return dst
+
+
+def _lock(cfg: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "imagebuild", "--config", str(cfg), "lock", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "LC_ALL": "C"})
+
+
+def test_a_second_run_waits_or_fails_with_no_wait(tmp_path: Path) -> None:
+    proj = _project(tmp_path)
+    cfg = proj / "imagebuild.toml"
+    held = os.open(proj / ".imagebuild.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(held, fcntl.LOCK_EX)  # another run holds the project
+    os.pwrite(held, b"4242\n", 0)
+    try:
+        busy = _lock(cfg, "--no-wait")
+        _, err = busy.communicate(timeout=120)
+        assert busy.returncode == 2 and "another imagebuild run (pid 4242) is writing in" in err, err
+        assert not (proj / "snapshots.lock").exists()
+        waiting = _lock(cfg)
+        time.sleep(2)
+        assert waiting.poll() is None  # still waiting
+    finally:
+        fcntl.flock(held, fcntl.LOCK_UN)
+        os.close(held)
+    out, err = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0 and "waiting for another imagebuild run (pid 4242)" in err, err
+    first = (proj / "snapshots.lock").read_bytes()
+    # two at once: both succeed, one after the other, and the outputs are what one run writes
+    a, b = _lock(cfg), _lock(cfg)
+    assert a.wait(timeout=300) == 0 and b.wait(timeout=300) == 0
+    assert (proj / "snapshots.lock").read_bytes() == first
+    assert not [p for p in proj.rglob(".*") if p.name != ".imagebuild.lock" and p.is_file()]  # no temp files left
