@@ -27,6 +27,7 @@ if [ "${1:-}" = "--test" ]; then
     want podman podman              # bake: Packer's docker builder through a podman shim (no Docker engine)
     want buildah buildah
     want runc runc
+    want locale-gen locales         # the CLI tests under Spanish and German locales
 fi
 # a venv needs ensurepip; Debian ships it separately (python3-venv, and python3.X-venv on Debian 12)
 if [ ! -x .venv/bin/python ] && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
@@ -50,6 +51,19 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c '' 2>/dev/null; then
         rm -rf .venv
         apt_install "python3-venv" "python$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')-venv"
         python3 -m venv .venv
+    fi
+fi
+if [ "${1:-}" = "--test" ]; then
+    # locales the CLI tests run under: output must not change with the user's language
+    missing=""
+    for l in es_ES de_DE; do
+        locale -a 2>/dev/null | grep -qix "$l.utf-\?8" || missing="$missing $l"
+    done
+    if [ -n "$missing" ]; then
+        for l in $missing; do
+            grep -q "^$l.UTF-8 UTF-8" /etc/locale.gen 2>/dev/null || echo "$l.UTF-8 UTF-8" >>/etc/locale.gen
+        done
+        locale-gen >/dev/null
     fi
 fi
 extra=""
