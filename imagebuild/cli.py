@@ -165,18 +165,41 @@ def bom() -> None:
 
 
 @bom.command("diff")
-@click.argument("old", type=click.Path(path_type=Path))
-@click.argument("new", type=click.Path(path_type=Path))
+@click.argument("old")
+@click.argument("new")
 @click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True)
 @click.option("--family", type=click.Choice(["deb", "rpm"]), default=None,
               help="Version ordering to use (default: detected from the BOMs).")
-def bom_diff(old: Path, new: Path, fmt: str, family: str | None) -> None:
-    """What changes from OLD to NEW (two BOM files, or two boms/ directories). Exit 1 when anything does."""
-    from imagebuild.bomdiff import diff_paths
+@click.option("--fail-on", "fail_on", multiple=True, metavar="CLASSES",
+              help="Exit 1 only for these classes (comma-separated: added, removed, upgraded, downgraded, "
+                   "arch-changed, integrity, all). Default: any change.")
+@click.option("--allow", "allows", multiple=True, metavar="PATTERN",
+              help="Accept matching changes: a name or purl glob, PATTERN[;reason=TEXT][;expires=YYYY-MM-DD]"
+                   "[;classes=a,b]. Repeatable.")
+@click.option("--allow-file", "allow_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="A TOML file of [[allow]] pattern/reason/expires/classes rules.")
+@click.option("--os", "os_id", default=None, metavar="ID-VERSION",
+              help="The operating system for purl rules when the BOMs do not say (e.g. debian-12).")
+def bom_diff(old: str, new: str, fmt: str, family: str | None, fail_on: tuple[str, ...], allows: tuple[str, ...],
+             allow_file: Path | None, os_id: str | None) -> None:
+    """What changes from OLD to NEW: BOM files, boms/ directories, lock files, project directories or git
+    revisions (main, HEAD~1, origin/main:examples/gpu-cluster; read with git, no checkout). Exit 1 when a change
+    the gate fails on is found (without --fail-on: any change)."""
+    from datetime import UTC, datetime
 
-    diff = diff_paths(old, new, Family(family) if family else None)
-    click.echo(_render_diff(diff, fmt, f"BOM diff {old} -> {new}"), nl=False)
-    if diff.has_changes:
+    from imagebuild.bomdiff import gate, parse_allow, parse_classes, read_allow_file, render, run_diff
+
+    classes = parse_classes(fail_on) if fail_on else parse_classes("all")
+    rules = [parse_allow(a) for a in allows] + (read_allow_file(allow_file) if allow_file is not None else [])
+    diff = run_diff(old, new, family=Family(family) if family else None, cwd=Path.cwd(), os=os_id)
+    result = gate(diff, classes, rules, datetime.now(UTC).date())
+    gated = bool(fail_on or rules)
+    click.echo(render(diff, fmt, f"BOM diff {old} -> {new}", color=fmt == "text" and sys.stdout.isatty(),
+                      gate=result if gated else None), nl=False)
+    if gated:
+        for line in result.report():
+            click.echo(line, err=True)
+    if result.failed:
         sys.exit(DriftError.exit_code)
 
 
@@ -372,7 +395,14 @@ def sbom_cmd(state: _State, role: str, arch: str, container: bool, fmt: str, out
         log.info(f"wrote {output}")
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds like Ctrl-C: temp files are removed, nothing half-written stays
+
+
 def main(argv: list[str] | None = None) -> Any:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return cli.main(args=argv, prog_name="imagebuild", standalone_mode=False)
     except click.exceptions.Exit as e:

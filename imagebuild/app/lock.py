@@ -417,12 +417,16 @@ def outputs(lock: Lock) -> dict[str, str]:
 
 
 def write_outputs(root: Path, files: dict[str, str]) -> list[str]:
-    changed = []
-    # BOMs first, the lock last: an interrupted run leaves an old lock that --check flags as stale
-    for rel in sorted(files, key=lambda f: f == LOCK_NAME):
-        if write_atomic(root / rel, files[rel]):
-            changed.append(rel)
-    return changed
+    """Write the lock and BOMs that changed, as one commit: SIGINT/SIGTERM are held while the files are renamed
+    into place (BOMs first, the lock last), so an interrupted run leaves either the old outputs or the new ones."""
+    import signal
+
+    held = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        return [rel for rel in sorted(files, key=lambda f: f == LOCK_NAME) if write_atomic(root / rel, files[rel])]
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def previous_lock(config: Config) -> Lock | None:
