@@ -395,14 +395,7 @@ def sbom_cmd(state: _State, role: str, arch: str, container: bool, fmt: str, out
         log.info(f"wrote {output}")
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds like Ctrl-C: temp files are removed, nothing half-written stays
-
-
 def main(argv: list[str] | None = None) -> Any:
-    import signal
-
-    signal.signal(signal.SIGTERM, _terminate)
     try:
         return cli.main(args=argv, prog_name="imagebuild", standalone_mode=False)
     except click.exceptions.Exit as e:
