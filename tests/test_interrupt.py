@@ -73,7 +73,7 @@ def test_interrupted_runs_leave_old_or_new_outputs(tmp_path: Path) -> None:
     print(f"interruption trials: {outcomes}")
     assert outcomes["old"] > 0  # most interruptions land before the commit
     # mirror: interrupted, the next one completes with every file verified
-    for trial in range(10):
+    for _ in range(10):
         run = _start(proj, cache, "mirror", "--role", "compute", "--out", str(tmp_path / "m"))
         time.sleep(rng.uniform(0.0, 1.0))
         run.send_signal(rng.choice([signal.SIGINT, signal.SIGTERM]))
