@@ -20,6 +20,7 @@ from __future__ import annotations
 import fnmatch
 import gzip
 import http.server
+import random
 import socket
 import struct
 import threading
@@ -40,6 +41,8 @@ class FaultPlan:
     per_path: bool = False  # each path's first request only gets a rule's fault (a transient fault per file) ...
     max_paths: int = 6  # ... for this many paths at most (each fault may cost a Retry-After second)
     seen: set[str] = field(default_factory=set)
+    chaos: tuple[float, tuple[str, ...]] | None = None  # (rate, faults): a random transient fault per request
+    rng: random.Random = field(default_factory=lambda: random.Random(1))
 
     def add(self, pattern: str, *faults: str, every: bool = False) -> FaultPlan:
         self.rules.append((pattern, ["*" + f for f in faults] if every else list(faults)))
@@ -47,6 +50,11 @@ class FaultPlan:
 
     def take(self, path: str) -> str | None:
         with self.lock:
+            if self.chaos is not None:
+                rate, faults = self.chaos
+                fault = self.rng.choice(faults) if self.rng.random() < rate else None
+                self.log.append((path, fault or "ok"))
+                return fault
             for pattern, faults in self.rules:
                 if faults and fnmatch.fnmatchcase(path, pattern):
                     fault = faults[0].lstrip("*")

@@ -149,3 +149,35 @@ def test_an_unwritable_output_is_a_clear_error_and_keeps_the_lock(served: tuple[
     assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr
     assert "boms" in res.stderr
     assert (proj / "snapshots.lock").read_bytes() == reference["snapshots.lock"]
+
+
+def test_soak_sequential_and_concurrent_locks_on_a_flaky_mirror(served: tuple[FaultPlan, Path],
+                                                               reference: dict[str, bytes], tmp_path: Path) -> None:
+    """200 locks one after the other and 20 at once (serialised by the project lock), each request failing at
+    random with a transient fault (10 %, seeded), a cold cache now and then: zero wrong or corrupt outputs."""
+    import random
+
+    plan, proj = served
+    plan.rules.clear()
+    plan.chaos, plan.rng = (0.1, ("503", "reset", "cut", "long", "500")), random.Random(7)
+    try:
+        failed = 0
+        for i in range(200):
+            cache = tmp_path / f"c{i // 20}"  # a new cold cache every 20 runs
+            res = _run(proj, cache, "lock")
+            if res.returncode != 0:  # retries exhausted on one file: allowed, but only as a clean exit 4
+                assert res.returncode == 4 and "Traceback" not in res.stderr, res.stderr
+                failed += 1
+            assert _outputs(proj)["snapshots.lock"] == reference["snapshots.lock"]
+        runs = [subprocess.Popen([sys.executable, "-m", "imagebuild", "--config", str(proj / "imagebuild.toml"),
+                                  "lock"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                 env={**os.environ, "LC_ALL": "C", "IMAGEBUILD_CACHE": str(tmp_path / "shared"),
+                                      "IMAGEBUILD_HTTP_TIMEOUT": TIMEOUT}) for _ in range(20)]
+        for r in runs:
+            _, err = r.communicate(timeout=900)
+            assert r.returncode in (0, 4) and "Traceback" not in err, err
+        assert _outputs(proj)["snapshots.lock"] == reference["snapshots.lock"]
+        print(f"soak: 200 sequential locks, {failed} clean exit-4 failures; 20 concurrent; "
+              f"{sum(1 for _, f in plan.log if f != 'ok')} faults injected of {len(plan.log)} requests")
+    finally:
+        plan.chaos = None
