@@ -491,28 +491,24 @@ def _diff_sides(old: _Side, new: _Side, family: Family | None, *, name: str = ""
             if a and b and a != b:
                 out.integrity.append(IntegrityChange(pkg, arch, n, a, b))
 
+    def one_version(pkg: str, arch: str, o: str, n: str) -> None:
+        c = cmp(o, n)
+        if c < 0:
+            out.upgraded.append(VersionChange(pkg, arch, o, n))
+        elif c > 0:
+            out.downgraded.append(VersionChange(pkg, arch, o, n))
+        else:
+            integrity(pkg, arch, o, n)
+
     for pkg, og, ng, single in _changes(old, new):
         if single is not None:  # the common case (one version of one arch on each side), without the set algebra
-            oa, o, n = single
-            c = cmp(o, n)
-            if c < 0:
-                out.upgraded.append(VersionChange(pkg, oa, o, n))
-            elif c > 0:
-                out.downgraded.append(VersionChange(pkg, oa, o, n))
-            else:
-                integrity(pkg, oa, o, n)
+            one_version(pkg, *single)
             continue
         for arch in sorted(og.keys() & ng.keys()):
             olds, news = og[arch], ng[arch]
             if len(olds) == 1 and len(news) == 1:
                 (o,), (n,) = olds, news
-                c = cmp(o, n)
-                if c < 0:
-                    out.upgraded.append(VersionChange(pkg, arch, o, n))
-                elif c > 0:
-                    out.downgraded.append(VersionChange(pkg, arch, o, n))
-                else:
-                    integrity(pkg, arch, o, n)
+                one_version(pkg, arch, o, n)
                 continue
             # installonly: several versions of one name+arch compare as sets
             only_new = []

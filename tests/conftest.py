@@ -37,7 +37,7 @@ DEBIAN_SNAPSHOT = "20261122T000000Z"
 
 
 def bookworm_config(path: Path, url: str, roles: str, *, suites: tuple[str, ...] = ("bookworm", "bookworm-updates"),
-                    base: Path | None = MINBASE_STATUS, extra: str = "") -> Path:
+                    security: bool = True, base: Path | None = MINBASE_STATUS, extra: str = "") -> Path:
     """Write an imagebuild.toml at `path` for the real Debian data served at `url` (amd64, all components, the
     security suite beside `suites`, `base`), with the TOML `roles` appended; returns the path."""
     if base is not None and not base.is_file():
@@ -51,7 +51,8 @@ url = "{url}/{where}"
 suites = [{", ".join(f'"{s}"' for s in names)}]
 components = ["main", "contrib", "non-free", "non-free-firmware"]
 signed-by = "/usr/share/keyrings/debian-archive-keyring.gpg"
-""" for name, where, names in (("debian", "debian", suites), ("security", "debian-security", ("bookworm-security",))))
+""" for name, where, names in (("debian", "debian", suites), *([("security", "debian-security", ("bookworm-security",))]
+                                                               if security else [])))
     path.write_text(f"""snapshot = "{DEBIAN_SNAPSHOT}"
 {extra}
 [distros.bookworm]

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import DEBIAN_SNAPSHOT, MINBASE_STATUS, REPO_ROOT  # noqa: E402
+from conftest import MINBASE_STATUS, REPO_ROOT, bookworm_config  # noqa: E402
 
 from imagebuild import bomsource  # noqa: E402
 from imagebuild.bom import BomEntry, render_bom  # noqa: E402
@@ -220,32 +220,16 @@ ROLE = ["slurmd", "rdma-core", "openssh-server", "linux-image-amd64", "nvidia-dr
 LOGIN = ["openssh-server", "sudo", "curl"]
 
 
-def _real_config(debian_http: str, updates: bool) -> str:
-    repos = [("debian", "debian", '["bookworm", "bookworm-updates"]' if updates else '["bookworm"]')]
-    if updates:
-        repos.append(("security", "debian-security", '["bookworm-security"]'))
-    toml = "".join(f"""
-[[distros.bookworm.repos]]
-name = "{name}"
-url = "{debian_http}/{path}"
-suites = {suites}
-components = ["main", "contrib", "non-free", "non-free-firmware"]
-signed-by = "/usr/share/keyrings/debian-archive-keyring.gpg"
-""" for name, path, suites in repos)
-    return f"""snapshot = "{DEBIAN_SNAPSHOT}"
-[distros.bookworm]
-family = "deb"
-arches = ["amd64"]
-base = "{MINBASE_STATUS}"
-{toml}
-[roles.compute]
+def _real_config(path: Path, debian_http: str, updates: bool) -> Path:
+    """The point release alone, or with bookworm-updates and bookworm-security."""
+    return bookworm_config(path, debian_http, f"""[roles.compute]
 distro = "bookworm"
 packages = {json.dumps(ROLE)}
 
 [roles.login]
 distro = "bookworm"
 packages = {json.dumps(LOGIN)}
-"""
+""", suites=("bookworm", "bookworm-updates") if updates else ("bookworm",), security=updates)
 
 
 @pytest.fixture
@@ -258,7 +242,7 @@ def real_states(tmp_path: Path, debian_http: str, run_imagebuild: Callable[..., 
     for name, updates in (("point", False), ("updates", True)):
         (tmp_path / name).mkdir()
         cfg = tmp_path / name / "imagebuild.toml"
-        cfg.write_text(_real_config(debian_http, updates))
+        _real_config(cfg, debian_http, updates)
         res = run_imagebuild(cfg, "lock")
         assert res.returncode == 0, res.stderr
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))

@@ -18,7 +18,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from conftest import DEBIAN_SNAPSHOT, MINBASE_STATUS, REPO_ROOT
+from conftest import REPO_ROOT, bookworm_config
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from spdx_tools.spdx.parser.jsonlikedict.json_like_dict_parser import JsonLikeDictParser
@@ -445,25 +445,7 @@ def test_real_bookworm_sboms(tmp_path: Path, debian_http: str,
                              run_imagebuild: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     """slurmd, rdma-core and munge on the real bookworm snapshot, node image and container: both SBOMs valid,
     byte-identical across two runs, loopback download locations left out of SPDX, read back by syft."""
-    if not MINBASE_STATUS.is_file():
-        pytest.skip(f"base status not found at {MINBASE_STATUS}")
-    repos_toml = "".join(f"""
-[[distros.bookworm.repos]]
-name = "{name}"
-url = "{debian_http}/{path}"
-suites = {suites}
-components = ["main", "contrib", "non-free", "non-free-firmware"]
-signed-by = "/usr/share/keyrings/debian-archive-keyring.gpg"
-""" for name, path, suites in (("debian", "debian", '["bookworm", "bookworm-updates"]'),
-                               ("security", "debian-security", '["bookworm-security"]')))
-    cfg = tmp_path / "imagebuild.toml"
-    cfg.write_text(f"""snapshot = "{DEBIAN_SNAPSHOT}"
-[distros.bookworm]
-family = "deb"
-arches = ["amd64"]
-base = "{MINBASE_STATUS}"
-{repos_toml}
-[roles.hpc]
+    cfg = bookworm_config(tmp_path / "imagebuild.toml", debian_http, """[roles.hpc]
 distro = "bookworm"
 packages = ["slurmd", "rdma-core", "munge"]
 
