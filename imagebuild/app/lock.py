@@ -355,6 +355,9 @@ def lock_diff(previous: Lock | None, new: Lock) -> TreeDiff:
     """Per role × arch, what re-locking changes in the images (as `bom diff` of the two boms/ would)."""
     from imagebuild.bomdiff import FileDiff, FileStatus, TreeDiff, diff_boms
 
+    def shas(t: LockedTarget | None) -> dict[tuple[str, str, str], str]:
+        return {(p.name, p.arch, p.version): p.sha256 for p in t.packages if p.sha256} if t else {}
+
     old = {t.key: t for t in previous.targets} if previous is not None else {}
     cur = {t.key: t for t in new.targets}
     files = []
@@ -362,7 +365,9 @@ def lock_diff(previous: Lock | None, new: Lock) -> TreeDiff:
         a, b = old.get(key), cur.get(key)
         family = Family((b or a).family)  # type: ignore[union-attr]
         status = FileStatus.BOTH if a and b else FileStatus.NEW if b else FileStatus.GONE
-        files.append(FileDiff(f"{key}.bom", status, diff_boms(a.bom() if a else [], b.bom() if b else [], family)))
+        # with both sides' sha256: a package rebuilt under the same version shows as integrity drift
+        diff = diff_boms(a.bom() if a else [], b.bom() if b else [], family, old_sha=shas(a), new_sha=shas(b))
+        files.append(FileDiff(f"{key}.bom", status, diff))
     return TreeDiff(tuple(files))
 
 
