@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -479,8 +480,10 @@ def rootfs_tar(path: Path, members: Sequence[Member], shell: bool = False) -> Pa
         libs: set[str] = set()
         for host, inside in (("/bin/dash", "bin/sh"), ("/bin/rm", "bin/rm")):
             files.append((inside, Path(host).read_bytes()))
-            out = subprocess.run(["ldd", host], capture_output=True, text=True, check=True).stdout
-            libs |= {p for ln in out.splitlines() for p in ln.split() if p.startswith("/")}
+            # without LD_PRELOAD: under .ci/run's fake clock, ldd would list libfaketime as `/usr/$LIB/…`
+            env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+            out = subprocess.run(["ldd", host], capture_output=True, text=True, check=True, env=env).stdout
+            libs |= {p for ln in out.splitlines() for p in ln.split() if p.startswith("/") and Path(p).is_file()}
         files += [(lib.lstrip("/"), Path(lib).read_bytes()) for lib in sorted(libs)]
     data = tar_bytes(files)
     if shell:  # the binaries must be executable
