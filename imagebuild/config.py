@@ -16,15 +16,17 @@ from imagebuild.errors import ConfigError
 from imagebuild.snapshots import Provider, parse_provider, snapshot_url, validate_id
 
 CONFIG_NAME = "imagebuild.toml"
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]*$")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]*\Z")
+_DISTRO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*\Z")  # a directory name (mirror, bake)
 _REQUEST_RE = re.compile(
     r"^(?P<name>[a-z0-9][a-z0-9+.-]*)(?::(?P<arch>[a-z0-9-]+))?"
-    r"(?:=(?P<version>[^\s/=]+)|/(?P<release>[A-Za-z0-9.+_-]+))?$"
+    r"(?:=(?P<version>[A-Za-z0-9.+~:_-]+)|/(?P<release>[A-Za-z0-9.+_-]+))?\Z"
 )
 RPM_ARCHES = frozenset({"x86_64", "aarch64", "ppc64le", "s390x"})
 _RPM_SPEC_RE = re.compile(r"^(?:/[A-Za-z0-9_.+:~^*?\[\]/-]+"  # a file path
                           r"|@[A-Za-z0-9_.+-]+(?::[A-Za-z0-9_.+-]+)?(?:/[A-Za-z0-9_.+-]+)?"  # @module:stream/profile
-                          r"|[A-Za-z0-9_.+:~^*?\[\]-]+(?:\(.+\))?(?: [<>=]{1,2} \S+)?)$")  # NEVRA glob, provide
+                          r"|[A-Za-z0-9_.+:~^*?\[\]-]+(?:\([^\s\"'`$\\]+\))?"  # NEVRA glob, provide
+                          r"(?: [<>=]{1,2} [^\s\"'`$\\]+)?)\Z")
 DEB_ARCHES = frozenset({"amd64", "arm64", "armhf", "armel", "i386", "ppc64el", "s390x", "riscv64", "mips64el"})
 
 
@@ -230,7 +232,7 @@ class User:
 
 ROOTFS_BASE = "rootfs"
 _IMAGE_REF_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*(?::[0-9]+)?(?:/[a-z0-9][a-z0-9._-]*)+"  # registry/path
-                           r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?@sha256:[0-9a-f]{64}$")  # optional tag, the digest
+                           r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?@sha256:[0-9a-f]{64}\Z")  # optional tag, the digest
 
 
 @dataclass(frozen=True)
@@ -344,6 +346,8 @@ def load_config(path: Path) -> Config:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read: {e}") from None
     top = _Table(path, "", raw, {"snapshot", "distros", "roles", "users", "checks"})
@@ -374,10 +378,10 @@ def load_config(path: Path) -> Config:
     return Config(path=path, snapshot=snapshot, distros=distros, roles=roles, users=users, checks=checks)
 
 
-_ACCOUNT_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+-]*$")
+_ACCOUNT_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
+_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+-]*\Z")
 # what may reach a rendered file (HCL, shell data, repo files) from a builder setting: printable, one line
-_SAFE_TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f`$\\\"']*$")
+_SAFE_TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f`$\\\"']*\Z")
 
 
 def _user(file: Path, name: str, data: Any) -> User:
@@ -414,7 +418,8 @@ def _image(file: Path, where: str, data: Any) -> ImageSpec:
     if builder is Builder.QEMU and urlsplit(source).scheme not in ("http", "https", "file"):
         raise t.error(t.key("source"), f"{source!r} is not an image URL", hint="http(s):// or file:// of a cloud image")
     checksum = t.get("source-checksum", str, None)
-    if checksum is not None and not re.match(r"^(?:(?:sha256|sha512):[0-9a-f]{64,128}|file:\S+|none)$", checksum):
+    if checksum is not None and not re.match(r"^(?:(?:sha256|sha512):[0-9a-f]{64,128}|file:[^\s\"'`$\\]+|none)\Z",
+                                             checksum):
         raise t.error(t.key("source-checksum"), f"{checksum!r} is not a checksum",
                       hint="sha256:<hex>, sha512:<hex> or file:<URL of a SHA256SUMS>")
     ship = _choice(t, "ship-repos", ShipRepos, ShipRepos.SNAPSHOT)
@@ -452,11 +457,24 @@ def _safe_text(t: _Table, key: str, value: str) -> str:
 
 
 def _resolve_path(config: Path, value: str) -> Path:
-    p = Path(value).expanduser()
-    return p if p.is_absolute() else (config.parent / p).resolve()
+    try:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (config.parent / p).resolve()
+    except (RuntimeError, ValueError, OSError) as e:  # ~unknown-user, a NUL byte
+        raise ConfigError(f"{config}: path {value[:200]!r} cannot be used: {e}") from None
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file, False also for names the OS refuses (too long, a NUL byte) instead of raising."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _distro(file: Path, name: str, data: Any) -> Distro:
+    if not _DISTRO_RE.match(name):
+        raise ConfigError(f"{file}: distros.{name!r}: invalid distro name", hint="letters, digits, _ . + -")
     family_s = _Table(file, f"distros.{name}", data, set(data) if isinstance(data, dict) else set()).get(
         "family", str, required=True)
     try:
@@ -480,7 +498,7 @@ def _distro(file: Path, name: str, data: Any) -> Distro:
     base = None if base_s == "none" else _resolve_path(file, base_s)
     for arch in arches if base is not None else ():
         path = Path(str(base).replace("{arch}", arch))
-        if not path.is_file():
+        if not _is_file(path):
             raise t.error(t.key("base"), f"base file {path} does not exist",
                           hint="a dpkg status file, a BOM file (may contain {arch}), or \"none\"")
     repos_raw = t.data.get("repos")
@@ -488,7 +506,7 @@ def _distro(file: Path, name: str, data: Any) -> Distro:
         raise t.error(t.key("repos"), "must be a non-empty array of tables", hint=f"add [[distros.{name}.repos]]")
     recommends = t.get("recommends", bool, False)
     os_id = t.get("os", str, None)
-    if os_id is not None and not re.match(r"^[a-z][a-z0-9]*-[0-9][0-9.]*$", os_id):
+    if os_id is not None and not re.match(r"^[a-z][a-z0-9]*-[0-9][0-9.]*\Z", os_id):
         raise t.error(t.key("os"), f"{os_id!r} is not ID-VERSION_ID",
                       hint='e.g. "debian-12", "rocky-9", "ubuntu-24.04" (os-release ID and VERSION_ID)')
     skew = t.get("max-snapshot-skew-days", int, 7)
@@ -509,11 +527,11 @@ def _distro(file: Path, name: str, data: Any) -> Distro:
     if family is Family.RPM:
         modules = t.get("modules", list, ())
         for m in modules:
-            if not re.match(r"^(?:[A-Za-z0-9_.+-]+:[A-Za-z0-9_.+-]+|![A-Za-z0-9_.+-]+)$", m):
+            if not re.match(r"^(?:[A-Za-z0-9_.+-]+:[A-Za-z0-9_.+-]+|![A-Za-z0-9_.+-]+)\Z", m):
                 raise t.error(t.key("modules"), f"{m!r} is not module:stream (enable) or !module (disable)",
                               hint="e.g. \"nvidia-driver:575-open\" or \"!nvidia-driver\"")
         releasever = t.get("releasever", str, required=True)
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", releasever):
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z", releasever):
             raise t.error(t.key("releasever"), f"{releasever!r} is not a release version", hint="e.g. \"9\"")
         return Distro(name, family, arches, base, recommends, (), rpm_repos, releasever, modules,
                       _globs(t, "exclude"), skew, os_id)
@@ -544,7 +562,7 @@ def parse_repofile(path: Path) -> list[RpmRepo]:
 
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, ValueError) as e:  # UnicodeDecodeError, a NUL byte in the name
         raise ConfigError(f"{path}: cannot read .repo file: {getattr(e, 'strerror', None) or e}") from None
     repos = []
     for sec in parse_dnf_repo(text, source=str(path)):
@@ -557,7 +575,14 @@ def parse_repofile(path: Path) -> list[RpmRepo]:
             hint = ("replace it with a baseurl (a snapshot URL; `imagebuild repo rewrite` does it) so the lock "
                     "names one place") if kind else None
             raise ConfigError(f"{where}: " + (f"{kind} is not supported" if kind else "no baseurl"), hint=hint)
-        url = sec.baseurls[0]
+        if not _REPO_ID_RE.match(sec.id):
+            raise ConfigError(f"{path}:{sec.line}: {sec.id[:80]!r} is not a valid repo id")
+        # the checks a [[repos]] table gets
+        url = _checked_url(_Table(path, f"[{sec.id}]", {}, set()), "baseurl", sec.baseurls[0])
+        excludes, includes = _words(opts.get("exclude") or opts.get("excludepkgs")), _words(opts.get("includepkgs"))
+        for g in (*excludes, *includes):
+            if not _GLOB_RE.match(g):
+                raise ConfigError(f"{where}: {g[:80]!r} is not a package glob", hint="e.g. kernel-debug*")
         if sec.username:
             scheme, sep, rest = url.partition("://")
             url = f"{scheme}{sep}{quote(sec.username, safe='')}:{quote(sec.password or '', safe='')}@{rest}"
@@ -570,8 +595,7 @@ def parse_repofile(path: Path) -> list[RpmRepo]:
         except ValueError:
             raise ConfigError(f"{where}: priority and cost must be integers") from None
         repos.append(RpmRepo(sec.id, url, priority, cost, sec.flag("module_hotfixes"), key,
-                             repo_gpgcheck, _words(opts.get("exclude") or opts.get("excludepkgs")),
-                             _words(opts.get("includepkgs")), gpgcheck=sec.flag("gpgcheck", True)))
+                             repo_gpgcheck, excludes, includes, gpgcheck=sec.flag("gpgcheck", True)))
     if not repos:
         raise ConfigError(f"{path}: no enabled repositories")
     return repos
@@ -581,7 +605,7 @@ def _rpm_repo(file: Path, where: str, data: Any) -> RpmRepo:
     t = _Table(file, where, data, {"name", "url", "priority", "cost", "module_hotfixes", "gpgkey", "repo_gpgcheck",
                                    "gpgcheck", "exclude", "includepkgs", *_SNAPSHOT_KEYS})
     name = t.get("name", str, required=True)
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]*$", name):
+    if not _REPO_ID_RE.match(name):
         raise t.error(t.key("name"), f"{name!r} is not a valid repo id")
     url = _checked_url(t, "url", t.get("url", str, required=True))
     gpgkey_s = t.get("gpgkey", str, None)
@@ -595,8 +619,9 @@ def _rpm_repo(file: Path, where: str, data: Any) -> RpmRepo:
                    t.get("gpgcheck", bool, True))
 
 
-_WORD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]*$")
-_GLOB_RE = re.compile(r"^[A-Za-z0-9_.+:~^*?\[\]-]+$")
+_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]*\Z")
+_WORD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]*\Z")
+_GLOB_RE = re.compile(r"^[A-Za-z0-9_.+:~^*?\[\]-]+\Z")
 
 
 def _globs(t: _Table, key: str) -> tuple[str, ...]:
@@ -635,7 +660,7 @@ def _apt_repo(file: Path, where: str, data: Any) -> AptRepo:
         raise t.error(t.key("signed-by"), "missing: the repo's signing key is needed to verify it",
                       hint="set signed-by = \"/path/keyring.gpg\" (or trusted = true to skip verification)")
     signed_by = _resolve_path(file, signed) if signed else None
-    if signed_by is not None and not signed_by.is_file():
+    if signed_by is not None and not _is_file(signed_by):
         raise t.error(t.key("signed-by"), f"keyring {signed_by} does not exist")
     return AptRepo(name, url, suites, components, signed_by, trusted, flat, _snapshot_settings(t, url))
 
@@ -756,11 +781,11 @@ def _container(file: Path, where: str, data: Any, distro: Distro) -> ContainerSp
         base_bom = _resolve_path(file, bom)
         for arch in distro.arches:
             path = Path(str(base_bom).replace("{arch}", arch))
-            if not path.is_file():
+            if not _is_file(path):
                 raise t.error(t.key("base-bom"), f"base BOM {path} does not exist",
                               hint="one file for every arch of the distro: the path may contain {arch}")
     packages = _packages(t, "packages", distro) if "packages" in t.data else None
     return ContainerSpec(base, base_bom, _globs(t, "exclude"), packages)
 
 
-_PIP_PIN_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?==[A-Za-z0-9][A-Za-z0-9.+!_-]*$")
+_PIP_PIN_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?==[A-Za-z0-9][A-Za-z0-9.+!_-]*\Z")

@@ -6,12 +6,35 @@ Serialised as JSON with sorted keys and sorted lists so identical inputs give id
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import posixpath
+import re
+import types
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
+from urllib.parse import unquote
 
 from imagebuild.bom import BomEntry
 from imagebuild.errors import ConfigError
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+_NOT_IN_PATH = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
+def repo_path(filename: str) -> str | None:
+    """A package's file name in its repository (a Packages `Filename`, an rpm `location href`), normalised; None when
+    it is not a plain relative path to a file inside the repository: empty, absolute, a directory, a URL (of another
+    host), with a `..` (also percent-encoded: servers decode it), a backslash, whitespace, control characters, `?` or
+    `#`."""
+    if (not filename or filename.startswith("/") or filename.endswith("/") or _SCHEME.match(filename)
+            or re.search(r"[\s?#]", filename)):
+        return None
+    decoded = unquote(filename)
+    if _NOT_IN_PATH.search(filename) or _NOT_IN_PATH.search(decoded) or ".." in decoded.split("/"):
+        return None
+    path = posixpath.normpath(filename)  # `./http://x` is `http:/x`: checked again as it will be used
+    return None if path == "." or _SCHEME.match(path) else path
+
 
 LOCK_NAME = "snapshots.lock"
 LOCK_FORMAT = 1
@@ -150,12 +173,59 @@ def parse_lock(text: str, source: Path) -> Lock:
                                for s in t.get("stubs", ())))
             for t in doc["targets"].values()
         )
-        return Lock(doc["inputs-digest"], repos, targets)
+        lock = Lock(doc["inputs-digest"], repos, targets)
+        _check_types(lock, "lock")
+        for key, t in zip(doc["targets"], targets, strict=True):
+            if t.family not in ("deb", "rpm"):
+                raise ValueError(f"target {t.key}: unknown family {t.family!r}")
+            if key != t.key:  # two targets of one key, or a hand edit: either is not what `lock` wrote
+                raise ValueError(f"target {key[:80]!r} holds {t.key[:80]!r}")
+        return lock
     except ConfigError:
         raise
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise ConfigError(f"{source}: not a valid imagebuild lock ({e.__class__.__name__}: {e})",
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+        raise ConfigError(f"{source}: not a valid imagebuild lock ({e.__class__.__name__}: {str(e)[:200]})",
                           hint="re-run `imagebuild lock` to regenerate it") from None
+
+
+_FIELD_TYPES: dict[type, tuple[tuple[str, Any], ...]] = {}
+
+
+def _field_types(cls: type) -> tuple[tuple[str, Any], ...]:
+    found = _FIELD_TYPES.get(cls)
+    if found is None:
+        hints = get_type_hints(cls)
+        found = _FIELD_TYPES[cls] = tuple((f.name, hints[f.name]) for f in fields(cls))
+    return found
+
+
+def _is(value: object, kind: Any) -> bool:
+    origin, args = get_origin(kind), get_args(kind)
+    if origin is types.UnionType:
+        return any(_is(value, k) for k in args)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_is(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_is(v, k) for v, k in zip(value, args, strict=True))
+    if kind is type(None):
+        return value is None
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _check_types(value: object, where: str) -> None:
+    """Every field of the parsed lock has the type its dataclass declares (JSON would let a `null` or a number
+    through to the code that uses it)."""
+    for name, kind in _field_types(type(value)):
+        v = getattr(value, name)
+        if not _is(v, kind):
+            raise TypeError(f"{where}.{name}: {type(v).__name__} {str(v)[:40]!r} is not a {kind}")
+        for item in v if isinstance(v, tuple) else ():
+            if is_dataclass(item):
+                _check_types(item, f"{where}.{name}")
 
 
 def read_lock(path: Path) -> Lock:

@@ -37,12 +37,13 @@ from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
 from imagebuild import debversion
+from imagebuild.compression import decompress
 from imagebuild.config import Family
 from imagebuild.errors import ConfigError, RepositoryError
 from imagebuild.fetch import fetch as default_fetch
 from imagebuild.fetch import redact
 from imagebuild.fsutil import write_atomic
-from imagebuild.lockfile import STUB_REPO, Lock, LockedPackage, LockedRepo, LockedTarget
+from imagebuild.lockfile import STUB_REPO, Lock, LockedPackage, LockedRepo, LockedTarget, repo_path
 
 Fetcher = Callable[[str], bytes]
 RepoUrl = Callable[[LockedRepo], str]
@@ -52,6 +53,7 @@ FIXED_MTIME = 946684800
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+~:%-]*$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_MAX_CONTROL = 16 << 20  # a .deb's control file is kilobytes
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ def plan(lock: Lock, targets: Iterable[LockedTarget], repos: Collection[str] | N
     items: dict[tuple[str, str], MirrorItem] = {}
     families: dict[str, Family] = {}
     for t in targets:
-        if not _SAFE_NAME.match(t.distro):
+        if not _SAFE_NAME.fullmatch(t.distro):
             raise ConfigError(f"distro name {t.distro!r} cannot be a directory name", hint="rename the distro")
         for p in t.packages:
             if p.repo in ("base", STUB_REPO) or (repos is not None and p.repo not in repos):
@@ -121,15 +123,19 @@ def plan(lock: Lock, targets: Iterable[LockedTarget], repos: Collection[str] | N
             if source is None:
                 raise ConfigError(f"lock: {what} names repo {p.repo!r} {p.suite} ({t.arch}), which the lock lacks",
                                   hint="re-run `imagebuild lock`")
-            name = posixpath.basename(p.filename)
+            path = repo_path(p.filename)
+            if path is None and p.filename:
+                raise ConfigError(f"lock: {what} has a file name outside its repo: {p.filename!r}",
+                                  hint="the repo's index is damaged or hostile; re-lock against a good one")
+            name = posixpath.basename(path or "")
             family = _family_of(name)
-            if family is None or not _SAFE_NAME.match(name) or not _HEX64.match(p.sha256):
+            if family is None or not _SAFE_NAME.fullmatch(name) or not _HEX64.fullmatch(p.sha256):
                 raise ConfigError(f"lock: {what} has no usable file ({p.filename!r}, sha256 {p.sha256!r})",
                                   hint="re-run `imagebuild lock`")
             if families.setdefault(t.distro, family) is not family:
                 raise ConfigError(f"lock: distro {t.distro!r} mixes .deb and .rpm files",
                                   hint="a distro is either deb or rpm; re-run `imagebuild lock`")
-            if not _SAFE_NAME.match(p.repo):
+            if not _SAFE_NAME.fullmatch(p.repo):
                 raise ConfigError(f"lock: repo name {p.repo!r} cannot be a directory name", hint="rename the repo")
             rel = f"pool/{p.repo}/{name}"
             item = MirrorItem(t.distro, family, p, source, rel)
@@ -143,9 +149,10 @@ def plan(lock: Lock, targets: Iterable[LockedTarget], repos: Collection[str] | N
 
 
 def download_url(item: MirrorItem, repo_url: RepoUrl) -> str:
-    path = posixpath.normpath(item.package.filename.lstrip("/"))
-    if path.startswith("../") or path == "..":
-        raise ConfigError(f"lock: {item.what} has a file name outside its repo: {item.package.filename!r}")
+    path = repo_path(item.package.filename)
+    if path is None:
+        raise ConfigError(f"lock: {item.what} has a file name outside its repo: {item.package.filename!r}",
+                          hint="the repo's index is damaged or hostile; re-lock against a good one")
     return f"{repo_url(item.source).rstrip('/')}/{path}"
 
 
@@ -169,13 +176,13 @@ def deb_control(data: bytes, what: str = "package") -> str:
         if not name.startswith("control.tar"):
             continue
         if name.endswith(".zst"):
-            import zstandard
-
-            body = zstandard.ZstdDecompressor().decompressobj().decompress(body)
+            body = decompress(f"{what}: {name}", body)
         try:
             with tarfile.open(fileobj=io.BytesIO(body), mode="r:*") as tar:
                 for member in tar.getmembers():
                     if member.name in ("./control", "control") and member.isfile():
+                        if member.size > _MAX_CONTROL:
+                            raise RepositoryError(f"{what}: {name}: the control file has {member.size} bytes")
                         f = tar.extractfile(member)
                         if f is not None:
                             return f.read().decode("utf-8")
@@ -221,7 +228,7 @@ def _latest_release_date(sources: Iterable[LockedRepo]) -> str | None:
     for r in sources:
         try:
             dates.append(parsedate_to_datetime(r.date))
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             continue
     if not dates:
         return None

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from imagebuild.errors import ConfigError
 from imagebuild.fetch import redact
@@ -182,6 +183,7 @@ class _Rewriter:
 
     def url(self, url: str, line: int) -> str:
         """The snapshot URL for one URL token, or the token unchanged (with a note) when not applicable."""
+        self.check(url, line)
         if self.strip_credentials:
             url = self.strip(url, line)
         if self.provider is Provider.APT_NATIVE and applies_to(self.provider, url) and find_snapshot_segment(url):
@@ -195,6 +197,12 @@ class _Rewriter:
                 self.notes.append(f"{self.where(line)}: kept {redact(url)} (not a {self.provider} snapshot URL{more})")
             return url
         return snapshot_url(self.provider, url, self.snapshot, service=self.service)
+
+    def check(self, url: str, line: int) -> None:
+        try:
+            urlsplit(url)
+        except ValueError as e:  # an unclosed `[` of an IPv6 host
+            raise ConfigError(f"{self.where(line)}: {redact(url)[:200]!r} is not a URL ({e})") from None
 
     def strip(self, url: str, line: int) -> str:
         bare = redact(url)
@@ -531,6 +539,7 @@ def _rewrite_dnf_repo(text: str, rw: _Rewriter, baseurls: Mapping[str, str]) -> 
         base = sec.get("baseurl")
         floating = [k for k in (sec.get("mirrorlist"), sec.get("metalink")) if k is not None]
         if sec.id in baseurls:
+            rw.check(baseurls[sec.id], header.number)
             new = snapshot_url(rw.provider, baseurls[sec.id], rw.snapshot, service=rw.service)
             if rw.strip_credentials:
                 new = rw.strip(new, header.number)
@@ -546,7 +555,10 @@ def _rewrite_dnf_repo(text: str, rw: _Rewriter, baseurls: Mapping[str, str]) -> 
         elif base is not None:
             # pinned when the provider can place this baseurl (decided on the URLs as found: a {snapshot}
             # template no longer shows its placeholder once filled in)
-            pinned = any(applies_to(rw.provider, u) for u in _urls(_key_value(lines, base)))
+            found = _urls(_key_value(lines, base))
+            for u in found:
+                rw.check(u, lines[base.first].number)
+            pinned = any(applies_to(rw.provider, u) for u in found)
             for i in range(base.first, base.last + 1):
                 ln = lines[i]
                 if ln.content.lstrip().startswith(("#", ";")):

@@ -27,11 +27,11 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 from imagebuild.errors import ConfigError, RepositoryError
 from imagebuild.fetch import get, redact
 
-SNAPSHOT_RE = re.compile(r"^\d{8}T\d{6}Z?$")
+SNAPSHOT_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z?\Z")
 _ID_FORMAT = "%Y%m%dT%H%M%SZ"
 # A path segment holding a snapshot id: with `Z` (Debian/Ubuntu services) or without (Pulp).
-_ID_SEGMENT = re.compile(r"(?<=/)\d{8}T\d{6}Z?(?=/|$)")
-_PULP_SEGMENT = re.compile(r"(?<=/)\d{8}T\d{6}(?=/|$)")
+_ID_SEGMENT = re.compile(r"(?<=/)[0-9]{8}T[0-9]{6}Z?(?=/|$)")
+_PULP_SEGMENT = re.compile(r"(?<=/)[0-9]{8}T[0-9]{6}(?=/|$)")
 
 DEBIAN_SERVICE = "https://snapshot.debian.org"
 UBUNTU_SERVICE = "https://snapshot.ubuntu.com"
@@ -260,7 +260,10 @@ def _pulp_index_entries(html: str) -> set[str]:
     """`YYYYMMDDTHHMMSS` directory names linked from an index page (relative or absolute links)."""
     out = set()
     for href in _HREF.findall(html):
-        segment = urlsplit(urljoin("http://x/", href)).path.rstrip("/").rsplit("/", 1)[-1]
-        if re.fullmatch(r"\d{8}T\d{6}", segment):
+        try:
+            segment = urlsplit(urljoin("http://x/", href)).path.rstrip("/").rsplit("/", 1)[-1]
+        except ValueError:  # not a URL (an unclosed `[` of an IPv6 host): not a snapshot either
+            continue
+        if re.fullmatch(r"[0-9]{8}T[0-9]{6}", segment):
             out.add(segment)
     return out

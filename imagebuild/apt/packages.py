@@ -6,9 +6,6 @@ A record is a plain tuple (fast to build, to marshal into the cache and to load 
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import lzma
 import re
 from functools import lru_cache
 from typing import NamedTuple
@@ -27,19 +24,6 @@ _SLOT = {name: i for i, name in enumerate(FIELDS)}
 _EMPTY = ("",) * len(FIELDS)
 
 Record = tuple[str, ...]
-
-
-def decompress(name: str, data: bytes) -> bytes:
-    try:
-        if name.endswith(".xz") or name.endswith(".lzma"):
-            return lzma.decompress(data)
-        if name.endswith(".gz"):
-            return gzip.decompress(data)
-        if name.endswith(".bz2"):
-            return bz2.decompress(data)
-    except (lzma.LZMAError, OSError, EOFError, ValueError) as e:
-        raise RepositoryError(f"{name}: corrupt compressed data: {e}") from None
-    return data
 
 
 def parse_stanzas(data: bytes) -> list[Record]:
@@ -80,14 +64,17 @@ class Relation(NamedTuple):
 
 
 Group = tuple[Relation, ...]
+# each optional part takes the blanks after it, so no two `\s*` meet: a long run of blanks in a hostile field
+# cannot make the match backtrack over every way of splitting it (cubic time)
 _REL_RE = re.compile(
-    r"^\s*([^\s:(\[<]+)(?::([a-z0-9-]+))?\s*(?:\(\s*(<<|<=|=|>=|>>|<|>)\s*([^)\s]+)\s*\))?\s*(?:\[[^\]]*\])?\s*(?:<[^>]*>\s*)*$"
+    r"\s*([^\s:(\[<]+)(?::([a-z0-9-]+))?\s*(?:\(\s*(<<|<=|=|>=|>>|<|>)\s*([^)\s]+)\s*\)\s*)?(?:\[[^\]]*\]\s*)?"
+    r"(?:<[^>]*>\s*)*"
 )
 
 
 @lru_cache(maxsize=1 << 16)
 def parse_relations(field: str) -> tuple[Group, ...]:
-    """`a (>= 1) | b, c:any` -> ((a>=1, b), (c:any,)). Raises ValueError on garbage."""
+    """`a (>= 1) | b, c:any` -> ((a>=1, b), (c:any,)). Raises RepositoryError on garbage."""
     if not field:
         return ()
     groups: list[Group] = []
@@ -96,9 +83,9 @@ def parse_relations(field: str) -> tuple[Group, ...]:
             continue
         alts = []
         for alt in part.split("|"):
-            m = _REL_RE.match(alt)
+            m = _REL_RE.fullmatch(alt)
             if not m:
-                raise ValueError(alt)
+                raise RepositoryError(f"{alt.strip()[:80]!r} is not a relation")
             alts.append(Relation(m[1], m[2], m[3], m[4]))
         groups.append(tuple(alts))
     return tuple(groups)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from imagebuild.errors import RepositoryError
+
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_SIZE = re.compile(r"[0-9]{1,20}")
 
 
 @dataclass(frozen=True)
@@ -57,23 +61,27 @@ def parse_date(value: str | None) -> datetime | None:
         return None
     try:
         parsed = parsedate_to_datetime(value.replace("UTC", "+0000"))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def parse_release(text: str) -> Release:
+def parse_release(text: str, what: str = "Release") -> Release:
     fields: dict[str, str] = {}
     files: dict[str, IndexEntry] = {}
     key = ""
-    for line in text.splitlines():
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         if line[0] in " \t":
             if key == "SHA256":
                 parts = line.split()
                 if len(parts) == 3:
-                    files[parts[2]] = IndexEntry(parts[0].lower(), int(parts[1]))
+                    digest, size, path = parts
+                    if not (_HEX64.fullmatch(digest) and _SIZE.fullmatch(size)):
+                        raise RepositoryError(f"{what}: line {n}: not a SHA256 entry (digest size path): "
+                                              f"{line[:120]!r}", hint="the Release file is damaged")
+                    files[path] = IndexEntry(digest.lower(), int(size))
             continue
         key, _, value = line.partition(":")
         fields[key] = value.strip()

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from imagebuild.apt.packages import Record, decompress, mention_order, parse_stanzas
+from imagebuild.apt.packages import Record, mention_order, parse_stanzas
 from imagebuild.apt.release import Release, check_validity, parse_release
+from imagebuild.compression import decompress
 from imagebuild.config import AptRepo
 from imagebuild.errors import RepositoryError
 from imagebuild.fetch import Cache, NotFound, fetch, redact
@@ -95,7 +96,7 @@ def read_release(repo: AptRepo, base: str, suite: str, cache: Cache, at: datetim
         except OSError:
             content = verify_signature(raw, repo.signed_by, what, detached)
             write_atomic(verified_key, content)
-    release = parse_release(content.decode("utf-8", errors="replace"))
+    release = parse_release(content.decode("utf-8", errors="replace"), what)
     check_validity(release, what, at)
     info = ReleaseInfo(
         repo=repo.name, suite="./" if repo.flat else suite, url=redact(base), sha256=digest,
@@ -194,7 +195,8 @@ def _fetch_verified(url: str, sha256: str, size: int, by_hash: bool, cache: Cach
     actual = hashlib.sha256(data).hexdigest()
     if actual != sha256 or len(data) != size:
         raise RepositoryError(
-            f"{what}: {redact(url)}: checksum mismatch (expected sha256 {sha256[:16]}…, got {actual[:16]}…)",
+            f"{what}: {redact(url)}: checksum mismatch (expected sha256 {sha256}, {size} bytes; got {actual}, "
+            f"{len(data)} bytes)",
             hint="the mirror is inconsistent or tampered with; retry later or use another snapshot",
         )
     if not url.startswith("file:"):

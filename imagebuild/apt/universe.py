@@ -7,6 +7,7 @@ origin so pin priorities and download locations are known.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -39,6 +40,7 @@ from imagebuild.apt.repository import PackagesIndex
 from imagebuild.debversion import satisfies, version_key
 from imagebuild.errors import RepositoryError
 from imagebuild.fsutil import gc_paused
+from imagebuild.lockfile import repo_path
 
 STATUS_PRIORITY = 100  # apt's pin for the installed version (the dpkg status "file")
 
@@ -106,8 +108,9 @@ class Version:
                 if raw:
                     try:
                         out.extend((kind, g) for g in parse_relations(raw))
-                    except ValueError as e:
-                        raise RepositoryError(f"{self.name} {self.version}: cannot parse {kind}: {e}") from None
+                    except RepositoryError as e:
+                        raise RepositoryError(f"{self.name} {self.version}: cannot parse {kind}: {e.message}") \
+                            from None
             self._deps = tuple(out)
         return self._deps
 
@@ -117,8 +120,8 @@ class Version:
             raw = self.record[R_PROVIDES]
             try:
                 self._provides = tuple((g[0].name, g[0].version) for g in parse_relations(raw)) if raw else ()
-            except ValueError as e:
-                raise RepositoryError(f"{self.name} {self.version}: cannot parse Provides: {e}") from None
+            except RepositoryError as e:
+                raise RepositoryError(f"{self.name} {self.version}: cannot parse Provides: {e.message}") from None
         return self._provides
 
 
@@ -223,6 +226,7 @@ class Universe:
         pkg = self._packages[name] = Package(name, self._id(name))
         by_nva: dict[tuple[str, str], Version] = {}
         for rec, index, priority in entries or ():
+            _check(rec, index)
             nva = (rec[R_VERSION], rec[R_ARCH])
             ver = by_nva.get(nva)
             if ver is None:
@@ -291,6 +295,52 @@ class Universe:
                     out.append(v)
         return out
 
+
+
+# dpkg's rules (pkg_name_is_illegal, parseversion): what apt and dpkg refuse is refused here, before any of it can
+# reach the lock, a BOM or a provisioning script. Versions keep to the characters dpkg accepts without a warning (and
+# `_`), so a pin `name=version` is one shell word that no glob can expand.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9+._-]*")
+_VERSION_RE = re.compile(r"[A-Za-z0-9.+~:_-]+")
+_SIZE_RE = re.compile(r"[0-9]{1,20}")
+
+
+def _valid_version(version: str) -> bool:
+    """`[epoch:]upstream[-revision]` with a decimal epoch (a C int), a non-empty upstream and revision."""
+    if not _VERSION_RE.fullmatch(version):
+        return False
+    epoch, colon, rest = version.partition(":")
+    if not colon:
+        rest = version
+    elif not (epoch.isdigit() and len(epoch) <= 10 and int(epoch) <= 2**31 - 1):
+        return False
+    upstream, dash, revision = rest.rpartition("-")
+    return bool(upstream or not dash) and bool(rest) and (not dash or bool(revision))
+
+
+def _problem(rec: Record, index: PackagesIndex | None) -> str | None:
+    """What is wrong with a record that apt would refuse, or None."""
+    name, version = rec[R_NAME], rec[R_VERSION]
+    if not _NAME_RE.fullmatch(name):
+        return "is not a valid package name"
+    if not _valid_version(version):
+        return f"has an invalid version {version[:80]!r}"
+    if index is None:
+        return None
+    if rec[R_SIZE] and not _SIZE_RE.fullmatch(rec[R_SIZE]):
+        return f"has an invalid Size {rec[R_SIZE][:80]!r}"
+    if rec[R_FILENAME] and repo_path(rec[R_FILENAME]) is None:
+        return f"has a Filename outside its repository: {rec[R_FILENAME][:200]!r}"
+    return None
+
+
+def _check(rec: Record, index: PackagesIndex | None) -> None:
+    problem = _problem(rec, index)
+    if problem is not None:
+        where = "the base image's packages" if index is None else (
+            f"repo {index.release.repo!r} {index.release.suite}: {index.path}")
+        raise RepositoryError(f"{where}: package {rec[R_NAME][:80]!r} {problem}",
+                              hint="the index is damaged or hostile" if index is not None else None)
 
 
 def _installed(status: str) -> bool:

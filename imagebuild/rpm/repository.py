@@ -8,12 +8,9 @@ checksums, so an unchanged repo is parsed from XML once, not on every lock.
 
 from __future__ import annotations
 
-import bz2
 import contextlib
-import gzip
 import hashlib
 import json
-import lzma
 import mmap
 import os
 import tempfile
@@ -24,10 +21,12 @@ from typing import Any
 
 import solv
 
+from imagebuild import compression
 from imagebuild.config import RpmRepo
 from imagebuild.errors import RepositoryError
 from imagebuild.fetch import Cache, NotFound, fetch, redact
 from imagebuild.fsutil import write_atomic
+from imagebuild.lockfile import repo_path
 from imagebuild.openpgp import verify_signature
 
 _NS = {"r": "http://linux.duke.edu/metadata/repo"}
@@ -55,27 +54,6 @@ class RepoMetadata:
     module_docs: tuple[dict[str, object], ...] = ()  # modules.yaml, reduced (module_documents)
 
 
-def _decompress(name: str, data: bytes) -> bytes:
-    try:
-        if name.endswith(".gz"):
-            return gzip.decompress(data)
-        if name.endswith(".xz"):
-            return lzma.decompress(data)
-        if name.endswith(".bz2"):
-            return bz2.decompress(data)
-        if name.endswith(".zst") or name.endswith(".zstd"):
-            try:
-                import zstandard
-            except ImportError:
-                raise RepositoryError(f"{name}: zstd-compressed metadata needs the zstandard module",
-                                      hint="pip install zstandard") from None
-            out: bytes = zstandard.ZstdDecompressor().decompressobj().decompress(data)
-            return out
-    except (OSError, EOFError, lzma.LZMAError, ValueError) as e:
-        raise RepositoryError(f"{name}: corrupt compressed data: {e}") from None
-    return data
-
-
 def read_repo(repo: RpmRepo, url: str, cache: Cache) -> RepoMetadata:
     what = f"repo {repo.name!r} ({redact(url)})"
     try:
@@ -89,26 +67,12 @@ def read_repo(repo: RpmRepo, url: str, cache: Cache) -> RepoMetadata:
         except NotFound:
             raise RepositoryError(f"{what}: repo_gpgcheck is on but repomd.xml.asc is missing") from None
         verify_signature(raw, repo.gpgkey, f"{what} repomd.xml", sig)
-    try:
-        root = ET.fromstring(raw)
-    except ET.ParseError as e:
-        raise RepositoryError(f"{what}: repomd.xml is not valid XML: {e}") from None
-    entries: dict[str, tuple[str, str, str]] = {}
-    for data in root.findall("r:data", _NS):
-        kind = data.get("type", "")
-        checksum = data.find("r:checksum", _NS)
-        location = data.find("r:location", _NS)
-        if checksum is None or location is None or not checksum.text:
-            continue
-        entries[kind] = (checksum.get("type", ""), checksum.text.strip(), location.get("href", ""))
-    if "primary" not in entries:
-        raise RepositoryError(f"{what}: repomd.xml lists no primary metadata")
+    entries, revision = parse_repomd(raw, what)
     paths: dict[str, Path] = {}
     for kind in ("primary", "filelists", "modules"):
         if kind in entries:
             # libsolv reads gzip itself; modules.yaml is read by Python, so it is always stored plain
             paths[kind] = _fetch_file(url, *entries[kind], cache, what, keep_gzip=kind != "modules")
-    revision = root.findtext("r:revision", default="", namespaces=_NS) or ""
     # what the parsed repo depends on: the two files, whether filelists exist, and libsolv's version
     parsed_from = "\n".join([_SOLV_FORMAT, _solv_version(), *(f"{k} {':'.join(entries[k][:2])}"
                                                               for k in ("primary", "filelists") if k in paths)])
@@ -125,6 +89,50 @@ def read_repo(repo: RpmRepo, url: str, cache: Cache) -> RepoMetadata:
         except OSError:
             md = replace(md, solv_cache=None)  # an unwritable cache costs the parse, nothing else
     return replace(md, module_docs=tuple(module_documents(md)))
+
+
+class _NoDoctype(ET.TreeBuilder):
+    def doctype(self, name: str, pubid: str | None, system: str | None) -> None:
+        raise _Doctype
+
+
+class _Doctype(Exception):
+    pass
+
+
+def _parse_xml(raw: bytes, what: str) -> ET.Element:
+    """A metadata XML document, refused if it has a DOCTYPE: repository metadata has none, and a DTD is how XML
+    expands a few bytes into gigabytes (entity expansion) or pulls in other files (external entities)."""
+    parser = ET.XMLParser(target=_NoDoctype())
+    try:
+        parser.feed(raw)
+        root: ET.Element = parser.close()
+    except _Doctype:
+        raise RepositoryError(f"{what}: has a DOCTYPE (entity declarations are not accepted)",
+                              hint="repository metadata has no DTD: the file is damaged or hostile") from None
+    except ET.ParseError as e:
+        raise RepositoryError(f"{what}: not valid XML: {e}") from None
+    return root
+
+
+def parse_repomd(raw: bytes, what: str) -> tuple[dict[str, tuple[str, str, str]], str]:
+    """repomd.xml: (type -> (checksum type, checksum, location href), revision). `what` names the repo."""
+    root = _parse_xml(raw, f"{what}: repomd.xml")
+    entries: dict[str, tuple[str, str, str]] = {}
+    for data in root.findall("r:data", _NS):
+        kind = data.get("type", "")
+        checksum = data.find("r:checksum", _NS)
+        location = data.find("r:location", _NS)
+        if checksum is None or location is None or not checksum.text:
+            continue
+        href = location.get("href", "")
+        if repo_path(href) is None:
+            raise RepositoryError(f"{what}: repomd.xml: the {kind[:40]!r} location {href[:200]!r} is not a path in the "
+                                  "repository", hint="the file is damaged or hostile")
+        entries[kind] = (checksum.get("type", ""), checksum.text.strip(), href)
+    if "primary" not in entries:
+        raise RepositoryError(f"{what}: repomd.xml lists no primary metadata")
+    return entries, root.findtext("r:revision", default="", namespaces=_NS) or ""
 
 
 def _solv_version() -> str:
@@ -154,7 +162,9 @@ def _fetch_file(url: str, algo: str, digest: str, href: str, cache: Cache, what:
     if actual != digest:
         raise RepositoryError(f"{what}: {href}: checksum mismatch (repomd.xml says {algo} {digest[:16]}…, "
                               f"got {actual[:16]}…)", hint="the mirror is inconsistent or tampered with")
-    write_atomic(out, data if keep else _decompress(href, data))
+    if keep:
+        compression.check(href, data)  # libsolv reads the gzip itself, unbounded
+    write_atomic(out, data if keep else compression.decompress(href, data))
     return out
 
 
@@ -173,29 +183,52 @@ def module_documents(md: RepoMetadata) -> list[dict[str, object]]:
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when PyYAML has it: ~10x faster
+    where = f"repo {md.repo.name!r} ({md.url}): modules.yaml"
     try:
-        raw = list(yaml.load_all(md.modules.read_text(), Loader=loader))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise RepositoryError(f"repo {md.repo.name!r} ({md.url}): modules.yaml cannot be read: {e}") from None
+        raw = list(yaml.load_all(md.modules.read_text(encoding="utf-8"), Loader=loader))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as e:
+        raise RepositoryError(f"{where} cannot be read: {e}") from None
 
-    def text(value: object) -> str | None:
-        return None if value is None else str(value)
+    def table(value: object, key: str) -> dict[Any, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise RepositoryError(f"{where}: {key} is not a mapping")
+        return value
+
+    def items(value: object, key: str) -> list[str]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise RepositoryError(f"{where}: {key} is not a list")
+        return [scalar(v, key) for v in value]
+
+    def scalar(value: object, key: str) -> str:
+        # only scalars: str() of a nested list built from YAML aliases grows exponentially (billion laughs)
+        if isinstance(value, (dict, list, set)):
+            raise RepositoryError(f"{where}: {key} holds a {type(value).__name__}, not a name")
+        return str(value)
+
+    def text(value: object, key: str) -> str | None:
+        return None if value is None else scalar(value, key)
 
     docs = []
     for doc in raw:
         if not isinstance(doc, dict) or doc.get("document") not in ("modulemd", "modulemd-defaults"):
             continue
-        data = doc.get("data") or {}
-        rpms = (data.get("artifacts") or {}).get("rpms") or []
+        data = table(doc.get("data"), "data")
+        rpms = items(table(data.get("artifacts"), "data.artifacts").get("rpms"), "data.artifacts.rpms")
         found = data.get("profiles")
         raw_profiles: dict[Any, Any] = found if isinstance(found, dict) else {}
         if doc["document"] == "modulemd":  # profile -> its rpm names
-            profiles = {str(k): [str(r) for r in ((v or {}).get("rpms") or [])] for k, v in raw_profiles.items()}
+            profiles = {scalar(k, "data.profiles"): items(table(v, "data.profiles.*").get("rpms"),
+                                                           "data.profiles.*.rpms")
+                        for k, v in raw_profiles.items()}
         else:  # modulemd-defaults: stream -> its default profiles
-            profiles = {str(k): [str(p) for p in (v or [])] for k, v in raw_profiles.items()}
+            profiles = {scalar(k, "data.profiles"): items(v, "data.profiles.*") for k, v in raw_profiles.items()}
         docs.append({"document": doc["document"], "data": {
-            "name": text(data.get("name")), "stream": text(data.get("stream")), "module": text(data.get("module")),
-            "artifacts": {"rpms": [str(r) for r in rpms]}, "profiles": profiles}})
+            "name": text(data.get("name"), "data.name"), "stream": text(data.get("stream"), "data.stream"),
+            "module": text(data.get("module"), "data.module"), "artifacts": {"rpms": rpms}, "profiles": profiles}})
     with contextlib.suppress(OSError):  # an unwritable cache costs the parse next time, nothing else
         write_atomic(cached, json.dumps(docs))
     return docs

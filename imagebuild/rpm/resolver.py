@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import solv
 
 from imagebuild.bom import BomEntry
-from imagebuild.errors import ConfigError
+from imagebuild.errors import ConfigError, RepositoryError
+from imagebuild.lockfile import repo_path
 from imagebuild.resolution import Reason, UnknownPackage, Unsatisfiable
 from imagebuild.rpm.repository import RepoMetadata, load_repo
 
@@ -33,6 +34,25 @@ class RpmPackage:
     location: str
     size: int
     sha256: str
+
+
+# what rpm(8) lets a package be named and versioned (no blanks, no shell or glob characters): a pin
+# `name-evr.arch` in the lock and a provisioning script stays one word
+_NAME_RE = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+-]*")
+_EVR_RE = re.compile(r"(?:[0-9]{1,10}:)?[A-Za-z0-9._+~^]+-[A-Za-z0-9._+~^]+")
+_ARCH_RE = re.compile(r"[A-Za-z0-9_]+")
+
+
+def _problem(name: str, evr: str, arch: str, location: str) -> str | None:
+    if not _NAME_RE.fullmatch(name):
+        return "is not a valid package name"
+    if not _EVR_RE.fullmatch(evr):
+        return f"has an invalid version {evr[:80]!r}"
+    if not _ARCH_RE.fullmatch(arch):
+        return f"has an invalid arch {arch[:80]!r}"
+    if repo_path(location) is None:
+        return f"has a location outside its repository: {location[:200]!r}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -418,7 +438,12 @@ class RpmResolver:
         if s.repo is not None and s.repo.name == "@System":
             return RpmPackage(s.name, s.evr, s.arch, "base", "", 0, "")
         chk = s.lookup_checksum(solv.SOLVABLE_CHECKSUM)
-        return RpmPackage(s.name, s.evr, s.arch, s.repo.name, s.lookup_location()[0],
+        location = s.lookup_location()[0] or ""
+        problem = _problem(s.name, s.evr, s.arch, location)
+        if problem is not None:
+            raise RepositoryError(f"repo {s.repo.name!r}: package {s.name[:80]!r} {problem}",
+                                  hint="the repo's primary.xml is damaged or hostile")
+        return RpmPackage(s.name, s.evr, s.arch, s.repo.name, location,
                           s.lookup_num(solv.SOLVABLE_DOWNLOADSIZE), chk.hex() if chk is not None else "")
 
     def _reason(self, solver: solv.Solver, s: solv.XSolvable) -> Reason:

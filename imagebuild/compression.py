@@ -1,0 +1,129 @@
+"""Decompressing repository metadata (Packages.xz, primary.xml.gz, modules.yaml.zst, …) by its file name, bounded.
+
+A few kilobytes of xz, bzip2 or zstd can expand to gigabytes; the metadata is read into memory, so a file that
+expands beyond what any real index does (`limit`) is refused instead of exhausting the machine.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import zlib
+from collections.abc import Callable, Iterator
+
+from imagebuild.errors import RepositoryError
+
+#: Always allowed (Debian's main Packages is ~50 MiB) ...
+MIN_LIMIT = 256 << 20
+#: ... beyond that, a file may expand this many times (real metadata: 5-30x; a big filelists.xml ~700 MiB) ...
+MAX_RATIO = 100
+#: ... and never to more than this.
+MAX_LIMIT = 4 << 30
+_CHUNK = 1 << 24
+_ZSTD_STEP = 1 << 10
+
+
+def limit(compressed_size: int) -> int:
+    """How many bytes a file of `compressed_size` bytes may decompress to."""
+    return min(MAX_LIMIT, max(MIN_LIMIT, MAX_RATIO * compressed_size))
+
+
+def _chunks(name: str, data: bytes) -> Iterator[bytes] | None:
+    """The decompressed bytes in pieces of bounded size (None: not a compressed name)."""
+    if name.endswith((".xz", ".lzma")):
+        return _streams(lzma.LZMADecompressor, data)
+    if name.endswith(".bz2"):
+        return _streams(bz2.BZ2Decompressor, data)
+    if name.endswith(".gz"):
+        return _gzip_chunks(data)
+    if name.endswith((".zst", ".zstd")):
+        return _zstd_chunks(name, data)
+    return None
+
+
+def _streams(make: Callable[[], lzma.LZMADecompressor | bz2.BZ2Decompressor], data: bytes) -> Iterator[bytes]:
+    """Every stream of an xz or bzip2 file, as lzma.decompress and bz2.decompress read them (trailing garbage and
+    a truncated stream are errors), with bounded output."""
+    rest = data
+    while rest:
+        obj = make()
+        yield obj.decompress(rest, _CHUNK)
+        while not obj.eof:
+            if obj.needs_input:
+                raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+            yield obj.decompress(b"", _CHUNK)
+        rest = obj.unused_data
+
+
+def _gzip_chunks(data: bytes) -> Iterator[bytes]:
+    with gzip.GzipFile(fileobj=io.BytesIO(data)) as reader:
+        while chunk := reader.read(_CHUNK):
+            yield chunk
+
+
+def _zstd_chunks(name: str, data: bytes) -> Iterator[bytes]:
+    try:
+        import zstandard
+    except ImportError:
+        raise RepositoryError(f"{name}: zstd-compressed metadata needs the zstandard module",
+                              hint="pip install zstandard") from None
+    # zstandard's readers take a truncated frame for the end of the data: a decompressobj says whether the
+    # frame ended. It has no output bound, so it is fed little at a time (a zstd block expands 32768x at most).
+    view, pos, pending = memoryview(data), 0, b""
+    while pos < len(data) or pending:
+        obj = zstandard.ZstdDecompressor().decompressobj()
+        while not obj.eof:
+            if pending:
+                yield obj.decompress(pending)
+                pending = b""
+            elif pos < len(data):
+                yield obj.decompress(view[pos:pos + _ZSTD_STEP])
+                pos += _ZSTD_STEP
+            else:
+                raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+        pending = obj.unused_data  # the start of the next frame
+
+
+def _errors() -> tuple[type[Exception], ...]:
+    errors: tuple[type[Exception], ...] = (lzma.LZMAError, zlib.error, OSError, EOFError, ValueError)
+    try:
+        import zstandard
+    except ImportError:
+        return errors
+    return (*errors, zstandard.ZstdError)
+
+
+def decompress(name: str, data: bytes) -> bytes:
+    """`data` decompressed as its name says (.xz/.lzma, .gz, .bz2, .zst/.zstd; anything else is returned as it is).
+    Every stream or member of a file is read (as xz, gzip and zstd tools do)."""
+    chunks: list[bytes] = []
+    if not _read(name, data, chunks.append):
+        return data
+    return b"".join(chunks)
+
+
+def check(name: str, data: bytes) -> None:
+    """What `decompress` would refuse is refused here, without keeping the output: for a file handed on
+    compressed (libsolv reads primary.xml.gz itself, with no bound)."""
+    _read(name, data, lambda chunk: None)
+
+
+def _read(name: str, data: bytes, out: Callable[[bytes], None]) -> bool:
+    pieces = _chunks(name, data)
+    if pieces is None:
+        return False
+    most = limit(len(data))
+    total = 0
+    try:
+        for chunk in pieces:
+            total += len(chunk)
+            if total > most:
+                raise RepositoryError(
+                    f"{name}: decompresses to more than {most >> 20} MiB from {len(data)} bytes",
+                    hint="no real repository index is that large: the file is damaged or hostile")
+            out(chunk)
+    except _errors() as e:
+        raise RepositoryError(f"{name}: corrupt compressed data: {e}") from None
+    return True
