@@ -35,11 +35,12 @@ class _State:
 @click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False),
               help="Path to imagebuild.toml (default: ./imagebuild.toml).")
 @click.option("-v", "--verbose", count=True, help="Show timed progress steps.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr (no progress, no summaries).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.pass_context
-def cli(ctx: click.Context, config: Path | None, verbose: int, debug: bool) -> None:
+def cli(ctx: click.Context, config: Path | None, verbose: int, quiet: bool, debug: bool) -> None:
     """Reproducible HPC/GPU node images and containers from dated apt/dnf snapshots."""
-    log.set_verbosity(verbose + (1 if debug else 0))
+    log.set_verbosity(verbose + (1 if debug else 0), quiet)
     ctx.obj = _State(config, debug)
 
 

@@ -5,9 +5,11 @@ Only the application layer calls this module; resolvers never do I/O.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -34,16 +36,32 @@ _CHUNK = 1 << 20
 _RETRY_STATUS = (429, 500, 502, 503, 504)
 
 
+_meter: Callable[[int], None] | None = None
+
+
+@contextlib.contextmanager
+def metered(callback: Callable[[int], None] | None) -> Iterator[None]:
+    """Within this block, every byte received (by any fetch or download) is reported to `callback` (a retry
+    takes back what its failed attempt had reported)."""
+    global _meter
+    before, _meter = _meter, callback
+    try:
+        yield
+    finally:
+        _meter = before
+
+
 class NotFound(RepositoryError):
     """The URL does not exist (404 / missing file); callers may fall back to another name."""
 
 
-def fetch(url: str, timeout: float = READ_TIMEOUT) -> bytes:
-    return get(url, timeout)[1]
+def fetch(url: str, timeout: float = READ_TIMEOUT, *, size: int | None = None) -> bytes:
+    return get(url, timeout, size=size)[1]
 
 
-def get(url: str, timeout: float = READ_TIMEOUT) -> tuple[str, bytes]:
-    """(the URL that finally answered, after redirects; the body, at most MAX_BODY bytes). Credentials in `url`
+def get(url: str, timeout: float = READ_TIMEOUT, *, size: int | None = None) -> tuple[str, bytes]:
+    """(the URL that finally answered, after redirects; the body, at most MAX_BODY bytes, or `size` when the caller
+    knows it: an index larger than its Release says is cut off there, not read to the end). Credentials in `url`
     go into a Basic header (never to another host on a redirect), never into a message."""
     parts = urlsplit(url)
     if parts.scheme == "file":
@@ -53,7 +71,7 @@ def get(url: str, timeout: float = READ_TIMEOUT) -> tuple[str, bytes]:
             raise NotFound(f"{redact(url)}: not found") from None
         except OSError as e:
             raise RepositoryError(f"{redact(url)}: {e.strerror}") from None
-    sink = _Memory()
+    sink = _Memory(size)
     final, encoding = _stream(url, sink, timeout)
     return final, _undo_transfer_gzip(parts.path, encoding, sink.value())
 
@@ -83,29 +101,36 @@ def download(url: str, dest: Path, *, sha256: str, size: int | None = None, time
     """Stream `url` into `dest` while hashing it, never whole in memory: the file appears (atomically) only when
     its size and sha256 are the expected ones; otherwise a RepositoryError names both digests."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    sink = _File(dest.parent, size)
+    sinks = [_File(dest.parent, size)]
     try:
         if urlsplit(url).scheme == "file":
             try:
                 with open(urlsplit(url).path, "rb") as f:
                     while chunk := f.read(_CHUNK):
-                        sink.write(chunk)
+                        sinks[0].write(chunk)
             except FileNotFoundError:
                 raise NotFound(f"{redact(url)}: not found") from None
             except OSError as e:
                 raise RepositoryError(f"{redact(url)}: {e.strerror}") from None
+            except _TooLarge as e:
+                raise _too_large(url, e) from None
         else:
-            _stream(url, sink, timeout)  # a gzip-on-the-way body fails the digest check below
+            _stream(url, sinks[0], timeout)
+        sink = sinks[0]
+        if sink.digest.hexdigest() != sha256 and sink.encoded and (plain := sink.gunzipped()) is not None:
+            sinks.append(plain)  # the server gzipped the file on the way
+            sink = plain
         got = sink.digest.hexdigest()
         if size is not None and sink.size != size:
-            raise RepositoryError(f"{redact(url)}: {sink.size} bytes, the lock says {size}",
-                                  hint="the mirror serves another file under this name")
+            raise RepositoryError(f"{redact(url)}: {sink.size} bytes where {size} are expected (sha256 {got}, "
+                                  f"expected {sha256})", hint="the mirror serves another file under this name")
         if got != sha256:
             raise RepositoryError(f"{redact(url)}: sha256 mismatch: expected {sha256}, got {got}",
                                   hint="the mirror serves another file under this name")
         sink.commit(dest)
     finally:
-        sink.discard()
+        for s in sinks:
+            s.discard()
 
 
 # -- HTTP: one requests Session per run --------------------------------------------------------------------
@@ -145,17 +170,22 @@ def session() -> Any:
 
 
 class _Memory:
-    def __init__(self) -> None:
+    def __init__(self, expected: int | None) -> None:
+        self.expected = expected
+        self.encoded = False  # a Content-Encoding: `expected` is the size of the file, not of this body
         self.parts: list[bytes] = []
         self.size = 0
 
     def reset(self) -> None:
+        if _meter is not None and self.size:
+            _meter(-self.size)
         self.parts, self.size = [], 0
 
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
-        if self.size > MAX_BODY:
-            raise _TooLarge(self.size)
+        _check_size(self.size, None if self.encoded else self.expected)
+        if _meter is not None:
+            _meter(len(chunk))
         self.parts.append(chunk)
 
     def value(self) -> bytes:
@@ -169,12 +199,16 @@ class _File:
         import tempfile
 
         self.expected = expected
+        self.encoded = False
         fd, name = tempfile.mkstemp(prefix=".part-", dir=where)
         self.path = Path(name)
         self.f = os.fdopen(fd, "wb")
+        self.size = 0
         self.reset()
 
     def reset(self) -> None:
+        if _meter is not None and self.size:
+            _meter(-self.size)
         self.f.seek(0)
         self.f.truncate()
         self.digest = hashlib.sha256()
@@ -182,10 +216,34 @@ class _File:
 
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
-        if self.size > MAX_BODY or (self.expected is not None and self.size > self.expected):
-            raise _TooLarge(self.size)
+        _check_size(self.size, None if self.encoded else self.expected)
+        if _meter is not None:
+            _meter(len(chunk))
         self.digest.update(chunk)
         self.f.write(chunk)
+
+    def gunzipped(self) -> _File | None:
+        """What this body gunzips to, in a new file (bounded by `expected`), or None when it is not gzip."""
+        import zlib
+
+        self.f.flush()
+        with open(self.path, "rb") as src:
+            if src.read(2) != b"\x1f\x8b":
+                return None
+            src.seek(0)
+            unpack = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out = _File(self.path.parent, self.expected)
+            try:
+                with metered(None):  # the body was counted as it came
+                    while chunk := src.read(_CHUNK):
+                        while chunk:
+                            out.write(unpack.decompress(chunk, _CHUNK))
+                            chunk = unpack.unconsumed_tail
+                    out.write(unpack.flush())
+            except (zlib.error, _TooLarge):
+                out.discard()
+                return None
+        return out
 
     def commit(self, dest: Path) -> None:
         self.f.flush()
@@ -200,8 +258,21 @@ class _File:
 
 
 class _TooLarge(Exception):
-    def __init__(self, size: int) -> None:
-        self.size = size
+    def __init__(self, size: int, expected: int | None) -> None:
+        self.size, self.expected = size, expected
+
+
+def _too_large(url: str, e: _TooLarge) -> RepositoryError:
+    if e.expected is not None and e.size > e.expected:
+        return RepositoryError(f"{redact(url)}: {e.size} bytes or more where {e.expected} are expected: refused",
+                               hint="the mirror serves another file under this name")
+    return RepositoryError(f"{redact(url)}: larger than {MAX_BODY} bytes ({e.size} and more): refused",
+                           hint="IMAGEBUILD_MAX_DOWNLOAD raises the limit")
+
+
+def _check_size(size: int, expected: int | None) -> None:
+    if size > MAX_BODY or (expected is not None and size > expected):
+        raise _TooLarge(size, expected)
 
 
 def _stream(url: str, sink: _Memory | _File, timeout: float) -> tuple[str, str]:
@@ -231,15 +302,15 @@ def _stream(url: str, sink: _Memory | _File, timeout: float) -> tuple[str, str]:
                         "the mirror kept failing; try again later" if r.status_code in _RETRY_STATUS else None)
                     raise RepositoryError(f"{redact(url)}: HTTP {r.status_code} {r.reason}", hint=hint)
                 length = r.headers.get("Content-Length")
-                if length is not None and length.isdigit() and int(length) > MAX_BODY:
-                    raise _TooLarge(int(length))
+                if length is not None and length.isdigit():  # not against `expected`: a wrong length is retried
+                    _check_size(int(length), None)
                 sink.reset()
+                sink.encoded = r.headers.get("Content-Encoding", "").strip().lower() not in ("", "identity")
                 for chunk in r.raw.stream(_CHUNK, decode_content=False):
                     sink.write(chunk)
                 return str(r.url), r.headers.get("Content-Encoding", "")
         except _TooLarge as e:
-            raise RepositoryError(f"{redact(url)}: larger than {MAX_BODY} bytes ({e.size} and more): refused",
-                                  hint="IMAGEBUILD_MAX_DOWNLOAD raises the limit") from None
+            raise _too_large(url, e) from None
         except requests.exceptions.TooManyRedirects:
             raise RepositoryError(f"{redact(url)}: too many redirects", hint="the mirror redirects in a loop") from None
         except requests.exceptions.InvalidURL as e:

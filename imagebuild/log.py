@@ -1,4 +1,5 @@
-"""Progress output on stderr: nested, timed steps (`-v`), warnings, and the final error line."""
+"""Progress output on stderr: nested, timed steps (`-v`), a progress bar for long transfers (on a terminal only),
+warnings, and the final error line. `--quiet` keeps only warnings and errors."""
 
 from __future__ import annotations
 
@@ -6,18 +7,21 @@ import contextlib
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 _verbosity = 0
 _depth = 0
+_quiet = False
 
 
-def set_verbosity(level: int) -> None:
-    global _verbosity
-    _verbosity = level
+def set_verbosity(level: int, quiet: bool = False) -> None:
+    global _verbosity, _quiet
+    _verbosity, _quiet = level, quiet
 
 
 def info(message: str) -> None:
-    print(message, file=sys.stderr)
+    if not _quiet:
+        print(message, file=sys.stderr)
 
 
 def debug(message: str) -> None:
@@ -45,3 +49,52 @@ def step(message: str) -> Iterator[None]:
     finally:
         _depth -= 1
         debug(f"{message}: {time.monotonic() - start:.2f}s")
+
+
+class Meter:
+    """What a long transfer reports: bytes as they arrive (negative: taken back by a retry) and files done."""
+
+    def __init__(self, label: str, files: int, total: int) -> None:
+        self.label, self.files, self.total = label, files, total
+        self.done_files = self.done_bytes = 0
+        self.start = time.monotonic()
+        self.bar: Any = None
+
+    def advance(self, nbytes: int) -> None:
+        self.done_bytes += nbytes
+        if self.bar is not None:
+            self.bar.update(max(0, min(self.done_bytes, self.total)) - self.bar.pos)
+
+    def file_done(self) -> None:
+        self.done_files += 1
+        if self.bar is not None:
+            self.bar.label = self._label()
+            self.bar.render_progress()
+
+    def _label(self) -> str:
+        return f"{self.label}: {self.done_files}/{self.files} files"
+
+    def status(self) -> str:
+        rate = self.done_bytes / max(time.monotonic() - self.start, 1e-3)
+        return f"{_mib(self.done_bytes)}/{_mib(self.total)} MiB, {_mib(rate)} MiB/s"
+
+
+def _mib(n: float) -> str:
+    return f"{n / (1 << 20):.1f}"
+
+
+@contextlib.contextmanager
+def progress(label: str, files: int, total: int) -> Iterator[Meter]:
+    """A progress bar on stderr (files, bytes, rate) while the block runs, when stderr is a terminal and not
+    --quiet; otherwise the meter only counts."""
+    meter = Meter(label, files, total)
+    if _quiet or files == 0 or not sys.stderr.isatty():
+        yield meter
+        return
+    import click
+
+    bar: Any
+    with click.progressbar(length=max(total, 1), label=meter._label(), file=sys.stderr, show_eta=True,
+                           item_show_func=lambda _: meter.status()) as bar:
+        meter.bar = bar
+        yield meter

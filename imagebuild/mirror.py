@@ -15,7 +15,7 @@ deterministic: stanzas sorted, gzip without timestamps, the Release `Date` and t
 from the lock, package files with a fixed mtime (createrepo_c records it).
 
 The URL in the lock is credential-free; the caller passes `repo_url` to map a locked repo to the URL to
-download from (with credentials). Those URLs only reach the fetch function; messages use `redact`.
+download from (with credentials). Those URLs only reach the download function, whose messages are redacted.
 """
 
 from __future__ import annotations
@@ -35,17 +35,19 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
+from typing import BinaryIO
 
-from imagebuild import debversion
+from imagebuild import debversion, log
 from imagebuild.compression import decompress
 from imagebuild.config import Family
 from imagebuild.errors import ConfigError, RepositoryError
-from imagebuild.fetch import fetch as default_fetch
-from imagebuild.fetch import redact
+from imagebuild.fetch import download as default_download
+from imagebuild.fetch import metered
 from imagebuild.fsutil import write_atomic
 from imagebuild.lockfile import STUB_REPO, Lock, LockedPackage, LockedRepo, LockedTarget, repo_path
 
-Fetcher = Callable[[str], bytes]
+# (url, dest, sha256, size): `dest` appears only holding a file of that size and sha256, else RepositoryError
+Downloader = Callable[[str, Path, str, int], None]
 RepoUrl = Callable[[LockedRepo], str]
 
 #: mtime of every mirrored package file (createrepo_c writes it into primary.xml): 2000-01-01T00:00:00Z
@@ -54,6 +56,7 @@ FIXED_MTIME = 946684800
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+~:%-]*$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _MAX_CONTROL = 16 << 20  # a .deb's control file is kilobytes
+_MAX_CONTROL_TAR = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -159,22 +162,25 @@ def download_url(item: MirrorItem, repo_url: RepoUrl) -> str:
 # -- deb control files ---------------------------------------------------------------------------------
 
 
-def deb_control(data: bytes, what: str = "package") -> str:
-    """The `control` file of a .deb (an ar archive holding control.tar[.gz|.xz|.zst]), as text."""
-    if not data.startswith(b"!<arch>\n"):
+def deb_control(source: bytes | BinaryIO, what: str = "package") -> str:
+    """The `control` file of a .deb (an ar archive holding control.tar[.gz|.xz|.zst]), as text. `source` is the
+    .deb's bytes or an open file: members before control.tar are skipped with a seek, never read (a CUDA .deb is
+    gigabytes; its control.tar is kilobytes)."""
+    f = io.BytesIO(source) if isinstance(source, bytes) else source
+    if f.read(8) != b"!<arch>\n":
         raise RepositoryError(f"{what}: not a .deb (no ar header)")
-    pos = 8
-    while pos + 60 <= len(data):
-        header = data[pos:pos + 60]
+    while len(header := f.read(60)) == 60:
         name = header[:16].decode("ascii", errors="replace").strip().rstrip("/")
         try:
             size = int(header[48:58].decode("ascii").strip())
         except ValueError:
             raise RepositoryError(f"{what}: corrupt ar member header") from None
-        body = data[pos + 60:pos + 60 + size]
-        pos += 60 + size + (size & 1)
         if not name.startswith("control.tar"):
+            f.seek(size + (size & 1), io.SEEK_CUR)
             continue
+        if size > _MAX_CONTROL_TAR:
+            raise RepositoryError(f"{what}: {name} has {size} bytes (a control.tar has kilobytes)")
+        body = f.read(size)
         if name.endswith(".zst"):
             body = decompress(f"{what}: {name}", body)
         try:
@@ -183,9 +189,9 @@ def deb_control(data: bytes, what: str = "package") -> str:
                     if member.name in ("./control", "control") and member.isfile():
                         if member.size > _MAX_CONTROL:
                             raise RepositoryError(f"{what}: {name}: the control file has {member.size} bytes")
-                        f = tar.extractfile(member)
-                        if f is not None:
-                            return f.read().decode("utf-8")
+                        extracted = tar.extractfile(member)
+                        if extracted is not None:
+                            return extracted.read().decode("utf-8")
         except (tarfile.TarError, EOFError, OSError, UnicodeDecodeError, ValueError) as e:
             raise RepositoryError(f"{what}: unreadable {name}: {e}") from None
         raise RepositoryError(f"{what}: {name} holds no control file")
@@ -250,7 +256,8 @@ def _write_deb_repo(items: list[MirrorItem], blobs: dict[str, Path], dest: Path,
     stanzas = []
     for item in items:
         p = item.package
-        control = deb_control(blobs[p.sha256].read_bytes(), item.what)
+        with blobs[p.sha256].open("rb") as f:
+            control = deb_control(f, item.what)
         if (override := priorities.get((p.name, p.version, p.arch))) is not None:
             control = _with_priority(control, override)
         fields = _control_fields(control)
@@ -315,14 +322,8 @@ def _check_primary(items: list[MirrorItem], dest: Path) -> None:
 # -- the run -------------------------------------------------------------------------------------------
 
 
-def _verified(data: bytes, item: MirrorItem, url: str) -> None:
-    p = item.package
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != p.sha256 or len(data) != p.size:
-        raise RepositoryError(
-            f"{item.what}: {posixpath.basename(p.filename)} from {redact(url)} has sha256 {digest} "
-            f"({len(data)} bytes), the lock says sha256 {p.sha256} ({p.size} bytes)",
-            hint="the file changed after locking: restore it from an earlier mirror, or re-lock on purpose")
+def _download(url: str, dest: Path, sha256: str, size: int) -> None:
+    default_download(url, dest, sha256=sha256, size=size)
 
 
 def _existing_blob(path: Path, sha256: str) -> bool:
@@ -346,7 +347,7 @@ def _link(src: Path, dst: Path) -> None:
 
 
 def mirror(lock: Lock, targets: Iterable[LockedTarget], out: Path, *, repo_url: RepoUrl = lambda r: r.url,
-           fetch: Fetcher = default_fetch, repos: Collection[str] | None = None,
+           download: Downloader = _download, repos: Collection[str] | None = None,
            priorities: Priorities | None = None) -> MirrorResult:
     """Mirror the files of `targets` (optionally only those of the named repos) into `out`. `priorities`:
     the archive's Priority per deb package, where it is known (else the .deb's own is used)."""
@@ -361,25 +362,33 @@ def mirror(lock: Lock, targets: Iterable[LockedTarget], out: Path, *, repo_url: 
     try:
         blobs: dict[str, Path] = {}  # sha256 -> a verified file (in <out> or staged)
         staged: list[str] = []
-        fetched = reused = 0
+        todo: dict[str, MirrorItem] = {}  # sha256 -> the item to download it for
         for item in items:
             sha = item.package.sha256
-            if sha in blobs:
+            if sha in blobs or sha in todo:
                 continue
             existing = blob_path(out, sha)
             if _existing_blob(existing, sha):
                 blobs[sha] = existing
-                reused += 1
-                continue
-            url = download_url(item, repo_url)
-            data = fetch(url)
-            _verified(data, item, url)
-            path = blob_path(staging, sha)
-            write_atomic(path, data)
-            os.utime(path, (FIXED_MTIME, FIXED_MTIME))
-            blobs[sha] = path
-            staged.append(sha)
-            fetched += 1
+            else:
+                todo[sha] = item
+        reused = len(blobs)
+        with log.progress("mirror", len(todo), sum(i.package.size for i in todo.values())) as meter, \
+                metered(meter.advance):
+            for sha, item in todo.items():
+                url = download_url(item, repo_url)
+                path = blob_path(staging, sha)
+                try:  # streamed to a file while hashed, never whole in memory (a CUDA .deb is gigabytes)
+                    download(url, path, sha, item.package.size)
+                except RepositoryError as e:
+                    raise RepositoryError(f"{item.what}: {e.message}", hint=e.hint or
+                                          "the file changed after locking: restore it from an earlier mirror, or "
+                                          "re-lock on purpose") from None
+                os.utime(path, (FIXED_MTIME, FIXED_MTIME))
+                blobs[sha] = path
+                staged.append(sha)
+                meter.file_done()
+        fetched = len(staged)
 
         by_distro: dict[str, list[MirrorItem]] = {}
         for item in items:

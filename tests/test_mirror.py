@@ -220,7 +220,7 @@ def test_deb_mirror_is_deterministic_and_reuses_blobs(deb_lock: tuple[Path, Lock
         mirror(lock, [login], b, repo_url=lambda r: f"{archive}/{url_path(r)}")
     for name in ("Packages", "Packages.gz", "Release"):
         assert (a / "repos/bookworm" / name).read_bytes() == (b / "repos/bookworm" / name).read_bytes()
-    again = mirror(lock, [login], a, fetch=lambda url: pytest.fail(f"fetched {url} again"))
+    again = mirror(lock, [login], a, download=lambda url, *_: pytest.fail(f"fetched {url} again"))
     assert (again.fetched, again.reused) == (0, first.fetched)
     # only the packages of the named repos
     only_security = plan(lock, lock.targets, repos={"security"})

@@ -187,11 +187,11 @@ def _fetch_verified(url: str, sha256: str, size: int, by_hash: bool, cache: Cach
     if by_hash:
         directory, _, _ = url.rpartition("/")
         try:
-            data = fetch(f"{directory}/by-hash/SHA256/{sha256}")
+            data = fetch(f"{directory}/by-hash/SHA256/{sha256}", size=size)
         except NotFound:
             data = None
     if data is None:
-        data = fetch(url)
+        data = fetch(url, size=size)
     actual = hashlib.sha256(data).hexdigest()
     if actual != sha256 or len(data) != size:
         raise RepositoryError(
