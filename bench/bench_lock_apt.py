@@ -131,8 +131,8 @@ def main() -> int:
     ap.add_argument("--base", default=None, help="dpkg status file of the base image (default: none)")
     ap.add_argument("--recommends", action="store_true")
     ap.add_argument("--packages", nargs="+", default=COMPUTE, help="role packages (default: compute role)")
-    ap.add_argument("--imagebuild", default=f"{sys.executable} -m imagebuild",
-                    help="command prefix for imagebuild (default: this python -m imagebuild)")
+    ap.add_argument("--imagebuild", default=None,
+                    help="command prefix for imagebuild (default: this python -m imagebuild, from this checkout)")
     ap.add_argument("--json", type=Path, help="also write the raw numbers here")
     ap.add_argument("--check-targets", action="store_true", help="exit 1 when a ratio misses its target")
     ap.add_argument("--keep", action="store_true", help="keep the work dir")
@@ -145,8 +145,9 @@ def main() -> int:
     server, url = serve(a.data)
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env.update(LC_ALL="C", LANG="C")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    ib_cmd = a.imagebuild.split()
+    if a.imagebuild is None:  # this checkout; a given command runs the imagebuild it has (another checkout)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    ib_cmd = (a.imagebuild or f"{sys.executable} -m imagebuild").split()
     res: dict[str, list[Measured]] = {k: [] for k in ("ib_cold", "ib_warm", "apt_update", "apt_sim_cold",
                                                        "apt_cold", "apt_warm")}
     ib_set = apt_set = None

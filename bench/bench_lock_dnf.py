@@ -644,8 +644,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help="generator seed")
     ap.add_argument("--packages", nargs="+", default=GPU_ROLE, help="role packages (default: GPU compute role)")
     ap.add_argument("--fixtures", type=Path, help="build/reuse the repos here (default: inside the work dir)")
-    ap.add_argument("--imagebuild", default=f"{sys.executable} -m imagebuild",
-                    help="command prefix for imagebuild (default: this python -m imagebuild)")
+    ap.add_argument("--imagebuild", default=None,
+                    help="command prefix for imagebuild (default: this python -m imagebuild, from this checkout)")
     ap.add_argument("--json", type=Path, help="also write the raw numbers here")
     ap.add_argument("--check-targets", action="store_true",
                     help="exit 1 when a ratio misses its target or the sets differ")
@@ -665,8 +665,10 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env.update(LC_ALL="C", LANG="C")
     env.pop("PYTHONPATH", None)
-    ib_env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    ib_cmd = a.imagebuild.split()
+    ib_env = dict(env)
+    if a.imagebuild is None:  # this checkout; a given command runs the imagebuild it has (another checkout)
+        ib_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    ib_cmd = (a.imagebuild or f"{sys.executable} -m imagebuild").split()
     res: dict[str, list[Measured]] = {k: [] for k in ("ib_cold", "ib_warm", "dnf_cold", "dnf_warm", "api_warm")}
     ib_set: frozenset[Triple] | None = None
     dnf_set: frozenset[Triple] | None = None

@@ -7,8 +7,6 @@ expands beyond what any real index does (`limit`) is refused instead of exhausti
 from __future__ import annotations
 
 import bz2
-import gzip
-import io
 import lzma
 import zlib
 from collections.abc import Callable, Iterator
@@ -22,6 +20,7 @@ MAX_RATIO = 100
 #: ... and never to more than this.
 MAX_LIMIT = 4 << 30
 _CHUNK = 1 << 24
+_FEED = 1 << 16
 _ZSTD_STEP = 1 << 10
 
 
@@ -30,37 +29,57 @@ def limit(compressed_size: int) -> int:
     return min(MAX_LIMIT, max(MIN_LIMIT, MAX_RATIO * compressed_size))
 
 
-def _chunks(name: str, data: bytes) -> Iterator[bytes] | None:
-    """The decompressed bytes in pieces of bounded size (None: not a compressed name)."""
+def _chunks(name: str, data: bytes, step: int) -> Iterator[bytes] | None:
+    """The decompressed bytes in pieces of at most `step` bytes, for zstd a little more (None: not a compressed
+    name). A `step` beyond the limit gives most files in one piece: one call into the library, nothing joined."""
     if name.endswith((".xz", ".lzma")):
-        return _streams(lzma.LZMADecompressor, data)
+        return _streams(lzma.LZMADecompressor, data, step)
     if name.endswith(".bz2"):
-        return _streams(bz2.BZ2Decompressor, data)
+        return _streams(bz2.BZ2Decompressor, data, step)
     if name.endswith(".gz"):
-        return _gzip_chunks(data)
+        return _gzip_chunks(data, step)
     if name.endswith((".zst", ".zstd")):
         return _zstd_chunks(name, data)
     return None
 
 
-def _streams(make: Callable[[], lzma.LZMADecompressor | bz2.BZ2Decompressor], data: bytes) -> Iterator[bytes]:
+def _streams(make: Callable[[], lzma.LZMADecompressor | bz2.BZ2Decompressor], data: bytes,
+             step: int) -> Iterator[bytes]:
     """Every stream of an xz or bzip2 file, as lzma.decompress and bz2.decompress read them (trailing garbage and
     a truncated stream are errors), with bounded output."""
     rest = data
     while rest:
         obj = make()
-        yield obj.decompress(rest, _CHUNK)
+        yield obj.decompress(rest, step)
         while not obj.eof:
             if obj.needs_input:
                 raise EOFError("Compressed file ended before the end-of-stream marker was reached")
-            yield obj.decompress(b"", _CHUNK)
+            yield obj.decompress(b"", step)
         rest = obj.unused_data
 
 
-def _gzip_chunks(data: bytes) -> Iterator[bytes]:
-    with gzip.GzipFile(fileobj=io.BytesIO(data)) as reader:
-        while chunk := reader.read(_CHUNK):
-            yield chunk
+def _gzip_chunks(data: bytes, step: int) -> Iterator[bytes]:
+    """Every member of a gzip file (zero padding after the last is allowed, as gzip does; other trailing bytes are
+    an error), with bounded output. Input is fed in pieces: zlib copies what it has not consumed on every call."""
+    view, pos = memoryview(data), 0
+    while pos < len(data):
+        obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        while not obj.eof:
+            if obj.unconsumed_tail:
+                yield obj.decompress(obj.unconsumed_tail, step)
+            elif pos < len(data):
+                piece = view[pos:pos + (_FEED if step <= _CHUNK else len(data))]
+                pos += len(piece)
+                yield obj.decompress(piece, step)
+            elif out := obj.decompress(b"", step):
+                yield out
+            else:
+                raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+        pos -= len(obj.unused_data)  # the next member starts there
+        if data[pos:pos + 2] != b"\x1f\x8b":
+            if any(view[pos:]):
+                raise OSError("Not a gzipped file (trailing garbage)")
+            return
 
 
 def _zstd_chunks(name: str, data: bytes) -> Iterator[bytes]:
@@ -99,19 +118,24 @@ def decompress(name: str, data: bytes) -> bytes:
     """`data` decompressed as its name says (.xz/.lzma, .gz, .bz2, .zst/.zstd; anything else is returned as it is).
     Every stream or member of a file is read (as xz, gzip and zstd tools do)."""
     chunks: list[bytes] = []
-    if not _read(name, data, chunks.append):
+
+    def keep(chunk: bytes) -> None:
+        if chunk:
+            chunks.append(chunk)
+
+    if not _read(name, data, keep, limit(len(data)) + 1):
         return data
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def check(name: str, data: bytes) -> None:
     """What `decompress` would refuse is refused here, without keeping the output: for a file handed on
     compressed (libsolv reads primary.xml.gz itself, with no bound)."""
-    _read(name, data, lambda chunk: None)
+    _read(name, data, lambda chunk: None, _CHUNK)
 
 
-def _read(name: str, data: bytes, out: Callable[[bytes], None]) -> bool:
-    pieces = _chunks(name, data)
+def _read(name: str, data: bytes, out: Callable[[bytes], None], step: int) -> bool:
+    pieces = _chunks(name, data, step)
     if pieces is None:
         return False
     most = limit(len(data))

@@ -9,6 +9,7 @@ count repeats a fault for every request. Faults:
     reset      headers, a third of the body, then a TCP reset
     cut        headers with the full Content-Length, a third of the body, then a clean close
     long       a Content-Length larger than the body, then a close
+    short      a Content-Length smaller than the body (the client reads a truncated file), then a close
     stall      headers and a third of the body, then nothing for longer than the client's read timeout
     drip       the whole body in small pieces with pauses, each shorter than the read timeout (must succeed)
     loop       a redirect to itself                      gzip      the body gzip-compressed on the way, labelled
@@ -112,7 +113,7 @@ def _handler(root: Path, plan: FaultPlan) -> type[http.server.BaseHTTPRequestHan
             elif fault == "gzip-label":
                 encoding = "gzip"
             self.send_response(200)
-            length = len(body) + (100 if fault == "long" else 0)
+            length = len(body) + (100 if fault == "long" else -min(100, len(body) // 2) if fault == "short" else 0)
             self.send_header("Content-Length", str(length))
             if encoding:
                 self.send_header("Content-Encoding", encoding)
@@ -134,7 +135,7 @@ def _handler(root: Path, plan: FaultPlan) -> type[http.server.BaseHTTPRequestHan
                     time.sleep(0.05)
                 return
             self.wfile.write(body)
-            if fault == "long":
+            if fault in ("long", "short"):
                 self.close_connection = True
 
     return Handler
