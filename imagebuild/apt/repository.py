@@ -70,8 +70,9 @@ def read_release(repo: AptRepo, base: str, suite: str, cache: Cache, at: datetim
     what = f"repo {repo.name!r} ({redact(where)})"
     try:
         raw = fetch(f"{where}/InRelease")
-        detached = None
+        detached, name = None, "InRelease"
     except NotFound:
+        name = "Release"
         try:
             raw = fetch(f"{where}/Release")
         except NotFound:
@@ -86,15 +87,14 @@ def read_release(repo: AptRepo, base: str, suite: str, cache: Cache, at: datetim
                                       hint="set trusted = true only if you really trust the transport") from None
     digest = hashlib.sha256(raw).hexdigest()
     if repo.trusted and repo.signed_by is None:
-        content = raw if detached is None else raw
-        content = _strip_clearsign(content)
+        content = _strip_clearsign(raw)
     else:
         assert repo.signed_by is not None
         verified_key = cache.derived_path("verified", f"{digest}-{_file_digest(repo.signed_by)}")
         try:
             content = verified_key.read_bytes()
         except OSError:
-            content = verify_signature(raw, repo.signed_by, what, detached)
+            content = verify_signature(raw, repo.signed_by, f"{what}: {name}", detached)
             write_atomic(verified_key, content)
     release = parse_release(content.decode("utf-8", errors="replace"), what)
     check_validity(release, what, at)
