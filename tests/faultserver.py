@@ -6,6 +6,7 @@ count repeats a fault for every request. Faults:
 
     503        503 with Retry-After: 1          500       500 Internal Server Error
     429        429 with Retry-After: 1          404       404 (by-hash: apt falls back to the plain name)
+    401        401 asking for Basic credentials (a wrong password)
     reset      headers, a third of the body, then a TCP reset
     cut        headers with the full Content-Length, a third of the body, then a clean close
     long       a Content-Length larger than the body, then a close
@@ -92,6 +93,12 @@ def _handler(root: Path, plan: FaultPlan) -> type[http.server.BaseHTTPRequestHan
                 self.send_response(int(fault))
                 if fault != "500":
                     self.send_header("Retry-After", "1")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if fault == "401":
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="mirror"')
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
