@@ -71,14 +71,16 @@ from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote
 
 from imagebuild import debversion, rpmversion
 from imagebuild.bom import BomEntry, parse_bom
 from imagebuild.config import Family
 from imagebuild.errors import ConfigError
-from imagebuild.purl import OsRelease, purl
+
+if TYPE_CHECKING:
+    from imagebuild.purl import OsRelease
 
 BOM_SUFFIX = ".bom"
 
@@ -679,6 +681,8 @@ class Finding:
     def purl(self) -> str | None:
         if self.family is None or self.os is None:
             return None
+        from imagebuild.purl import purl  # packageurl: only for purl allow rules
+
         return purl(self.family, self.os, self.name, self.version, self.arch)
 
     def __str__(self) -> str:

@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import gzip
 import hashlib
-import io
 import re
-import tarfile
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -84,6 +81,10 @@ def stub_filename(stub: LockedStub) -> str:
 
 
 def _tar_gz(members: list[tuple[str, bytes, int]]) -> bytes:
+    import gzip  # only a container's stub is built from these
+    import io
+    import tarfile
+
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tf:
         dirs: set[str] = set()

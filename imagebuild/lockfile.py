@@ -9,7 +9,7 @@ import json
 import posixpath
 import re
 import types
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 from urllib.parse import unquote
@@ -132,22 +132,24 @@ class Lock:
 
 
 def render_lock(lock: Lock) -> str:
+    """The lock as JSON. The records' fields are plain values (str, int, tuples of them), so each record's
+    `vars` is its JSON object as it is: dataclasses.asdict would copy every field of thousands of packages."""
     from imagebuild import __version__
 
     doc: dict[str, Any] = {
         "lock-format": LOCK_FORMAT,
         "generator": f"imagebuild {__version__}",
         "inputs-digest": lock.inputs_digest,
-        "repos": [asdict(r) for r in sorted(lock.repos, key=lambda r: (r.distro, r.arch, r.name, r.suite))],
+        "repos": [vars(r) for r in sorted(lock.repos, key=lambda r: (r.distro, r.arch, r.name, r.suite))],
         "targets": {
             t.key: {
                 "role": t.role, "arch": t.arch, "distro": t.distro, "family": t.family, "requests": list(t.requests),
                 "removed": list(t.removed),
-                "packages": [asdict(p) for p in sorted(t.packages, key=lambda p: (p.name, p.arch))],
+                "packages": [vars(p) for p in sorted(t.packages, key=lambda p: (p.name, p.arch))],
                 # only when there is some: locks without pip stay byte-identical to earlier ones
-                **({"pip": [asdict(p) for p in sorted(t.pip, key=lambda p: p.name.lower())]} if t.pip else {}),
+                **({"pip": [vars(p) for p in sorted(t.pip, key=lambda p: p.name.lower())]} if t.pip else {}),
                 **({"container": True} if t.container else {}),
-                **({"stubs": [asdict(s) for s in sorted(t.stubs, key=lambda s: s.name)]} if t.stubs else {}),
+                **({"stubs": [vars(s) for s in sorted(t.stubs, key=lambda s: s.name)]} if t.stubs else {}),
             }
             for t in sorted(lock.targets, key=lambda t: t.key)
         },

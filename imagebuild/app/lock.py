@@ -3,6 +3,7 @@ boms/. The only place the lock is made; the other commands read it."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import json
@@ -15,11 +16,6 @@ from typing import TYPE_CHECKING
 from imagebuild import log
 from imagebuild.app.snapshot import resolve_snapshot, snapshot_time
 from imagebuild.apt.packages import FIELDS, R_ARCH, R_NAME, R_STATUS, R_VERSION, Record, parse_stanzas
-from imagebuild.apt.release import Release
-from imagebuild.apt.release import parse_date as parse_release_date
-from imagebuild.apt.repository import PackagesIndex, ReleaseInfo, read_packages, read_release
-from imagebuild.apt.resolver import Resolution, Resolver
-from imagebuild.apt.universe import DepType, Universe, Version
 from imagebuild.bom import read_bom, render_bom
 from imagebuild.config import Config, ContainerSpec, Distro, Family, Role, SnapshotSettings
 from imagebuild.errors import ConfigError, RepositoryError, ResolutionError
@@ -37,6 +33,10 @@ from imagebuild.lockfile import (
 from imagebuild.resolution import UnknownPackage, Unsatisfiable
 
 if TYPE_CHECKING:  # imported where used: every command pays for what it imports at start-up
+    from imagebuild.apt.release import Release
+    from imagebuild.apt.repository import PackagesIndex, ReleaseInfo
+    from imagebuild.apt.resolver import Resolution
+    from imagebuild.apt.universe import Universe, Version
     from imagebuild.bomdiff import TreeDiff
     from imagebuild.rpm.resolver import RpmResolution
 
@@ -150,7 +150,9 @@ class _Target:
 def _load_distro_arch(distro: Distro, arch: str, config: Config, cache: Cache,
                       releases: dict[tuple[str, str], tuple[ReleaseInfo, Release]],
                       resolved: dict[tuple[str, str], str]) -> _Target:
-    universe = Universe(arch)
+    from imagebuild.apt.repository import read_packages, read_release
+
+    added: list[tuple[PackagesIndex, int]] = []
     locked: list[LockedRepo] = []
     for repo in distro.repos:
         snapshot = resolve_snapshot(repo.name, repo.snap, repo.raw_url(arch), repo.snapshot_for(config.snapshot),
@@ -173,7 +175,7 @@ def _load_distro_arch(distro: Distro, arch: str, config: Config, cache: Cache,
                 with log.step(f"{repo.name} {suite} {component or '.'} {arch}: Packages"):
                     index = read_packages(repo, url, info, release, component, arch, cache)
                 indices.append(index)
-                universe.add(index.records, index, info.pin_priority)
+                added.append((index, info.pin_priority))
             locked.append(LockedRepo(
                 distro=distro.name, arch=arch, name=repo.name, suite=info.suite, url=lock_url(config, info.url),
                 snapshot=snapshot,
@@ -186,14 +188,33 @@ def _load_distro_arch(distro: Distro, arch: str, config: Config, cache: Cache,
         raise ConfigError(f"distros.{distro.name}.base: {distro.base_for(arch)} holds {'/'.join(foreign)} packages, "
                           f"but this lock is for {arch}",
                           hint="use a base file per architecture: base = \"bases/minbase-{arch}.status\"")
+    universe = _universe(arch, added, cache)
     universe.add(base, None, 0)
     universe.seal()
     return _Target(distro, arch, universe, locked)
 
 
+def _universe(arch: str, indices: list[tuple[PackagesIndex, int]], cache: Cache) -> Universe:
+    """The universe of the indices, from the one saved when they were first read together (the same files and
+    priorities) or built from their records and saved."""
+    from imagebuild.apt.universe import Universe, store_key
+
+    saved = cache.derived_path("universe", store_key(arch, indices))
+    universe = Universe.load(saved, arch, indices)
+    if universe is None:
+        universe = Universe(arch)
+        for index, priority in indices:
+            universe.add(index.records, index, priority)
+        with contextlib.suppress(OSError):  # an unwritable cache costs the building next time, nothing else
+            universe.save(saved)
+    return universe
+
+
 def _depends(v: Version, installed: dict[str, Version], weak: bool, universe: Universe) -> tuple[str, ...]:
     """The installed packages that meet `v`'s Pre-Depends and Depends (and Recommends with `weak`): the edges
     `why --reverse` walks, as apt's autoremove does."""
+    from imagebuild.apt.universe import DepType
+
     kinds = (DepType.PRE_DEPENDS, DepType.DEPENDS, DepType.RECOMMENDS) if weak else (DepType.PRE_DEPENDS,
                                                                                      DepType.DEPENDS)
     out: dict[str, None] = {}
@@ -376,7 +397,9 @@ def refuse_rollback(previous: Lock, new: Lock) -> None:
     rollback (a stale mirror or a replay of old signed metadata): refuse it."""
     def instant(date: str) -> datetime | None:
         # apt: the Release's Date; dnf: repomd's revision, a Unix time as createrepo_c and Pulp write it
-        return datetime.fromtimestamp(int(date), UTC) if date.isdigit() else parse_release_date(date)
+        from imagebuild.apt.release import parse_date
+
+        return datetime.fromtimestamp(int(date), UTC) if date.isdigit() else parse_date(date)
 
     before = {(r.distro, r.arch, r.name, r.suite, r.url, r.snapshot): r for r in previous.repos}
     for r in new.repos:
@@ -395,6 +418,8 @@ def refuse_rollback(previous: Lock, new: Lock) -> None:
 
 def _resolve(universe: Universe, distro: Distro, role: str, arch: str, requests: tuple) -> Resolution:  # type: ignore[type-arg]
     try:
+        from imagebuild.apt.resolver import Resolver
+
         return Resolver(universe, distro.recommends).install(requests)
     except UnknownPackage as e:
         hint = None

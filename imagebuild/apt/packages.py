@@ -7,6 +7,7 @@ A record is a plain tuple (fast to build, to marshal into the cache and to load 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -106,7 +107,7 @@ _MENTION_SLOTS = (R_PREDEPENDS, R_DEPENDS, R_CONFLICTS, R_BREAKS, R_RECOMMENDS, 
 _NAME_RE = re.compile(r"(?:^|[,|])\s*([^\s,|(\[<:]+)(:any)?")
 
 
-def mention_order(records: list[Record], arch: str) -> list[str]:
+def mention_order(records: Iterable[Record], arch: str) -> list[str]:
     seen: dict[str, None] = {}
     findall = _NAME_RE.findall
     for rec in records:

@@ -6,13 +6,21 @@ values: `ReleaseInfo` for the lock and `PackagesIndex` (records + their origin) 
 
 from __future__ import annotations
 
+import array
+import contextlib
+import functools
 import hashlib
+import itertools
 import marshal
+import mmap
+import struct
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import overload
 
-from imagebuild.apt.packages import Record, mention_order, parse_stanzas
+from imagebuild.apt.packages import FIELDS, Record, mention_order, parse_stanzas
 from imagebuild.apt.release import Release, check_validity, parse_release
 from imagebuild.compression import decompress
 from imagebuild.config import AptRepo
@@ -22,7 +30,9 @@ from imagebuild.fsutil import gc_paused, write_atomic
 from imagebuild.openpgp import verify_signature
 
 COMPRESSIONS = (".xz", ".gz", ".bz2", "")
-_PARSED_FORMAT = "records-v2"
+_PARSED_FORMAT = "records-v3"
+_MAGIC = b"imagebuild records 3\n"
+_RECORD_LEN = len(FIELDS)
 
 
 @dataclass(frozen=True)
@@ -50,15 +60,85 @@ class ReleaseInfo:
         return 500
 
 
-@dataclass(frozen=True)
 class PackagesIndex:
-    release: ReleaseInfo
-    component: str  # "" for flat repos
-    path: str  # index path inside the Release, e.g. main/binary-amd64/Packages.xz
-    sha256: str
-    base_url: str  # where Filename paths are relative to (not redacted; used for downloads only)
-    records: list[Record]
-    mentions: list[str]  # package names in the order apt's cache would create them (for this arch)
+    """One Packages index of a Release: where it is, and its records (from the cache, read as they are asked for) and
+    the package names in the order apt's cache would create them for `arch` (`mentions`, computed on first use)."""
+
+    __slots__ = ("release", "component", "path", "sha256", "base_url", "records", "_mentions")
+
+    def __init__(self, release: ReleaseInfo, component: str, path: str, sha256: str, base_url: str,
+                 records: Sequence[Record], mentions: list[str] | Callable[[], list[str]]) -> None:
+        self.release = release
+        self.component = component  # "" for flat repos
+        self.path = path  # index path inside the Release, e.g. main/binary-amd64/Packages.xz
+        self.sha256 = sha256
+        self.base_url = base_url  # where Filename paths are relative to (not redacted; used for downloads only)
+        self.records = records
+        self._mentions = mentions
+
+    @property
+    def mentions(self) -> list[str]:
+        if callable(self._mentions):
+            self._mentions = self._mentions()
+        return self._mentions
+
+
+class RecordFile(Sequence[Record]):
+    """A parsed index in the cache, each record read when it is asked for: `_MAGIC`, the record count, the end
+    offset of every record's marshal, then the records. Mapped, so a lock that looks at 300 of 60,000 packages
+    reads 300 records."""
+
+    def __init__(self, path: Path) -> None:
+        with open(path, "rb") as f:
+            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        m = self._map
+        if m[:len(_MAGIC)] != _MAGIC:
+            raise ValueError(f"{path}: not a record file")
+        (count,) = struct.unpack_from("<Q", m, len(_MAGIC))
+        self._body = len(_MAGIC) + 8 + 8 * count
+        self._ends = array.array("Q")
+        self._ends.frombytes(m[len(_MAGIC) + 8:self._body])
+        if len(self._ends) != count or (self._ends[-1] if count else 0) != len(m) - self._body:
+            raise ValueError(f"{path}: truncated")
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    @overload
+    def __getitem__(self, i: int) -> Record: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Record]: ...
+
+    def __getitem__(self, i: int | slice) -> Record | Sequence[Record]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        start = self._body + (self._ends[i - 1] if i else 0)
+        rec = marshal.loads(self._map[start:self._body + self._ends[i]])
+        if type(rec) is not tuple or len(rec) != _RECORD_LEN:
+            raise RepositoryError(f"a cached index is damaged (record {i})",
+                                  hint="remove the cache (IMAGEBUILD_CACHE, ~/.cache/imagebuild) and re-run")
+        return rec
+
+    def __iter__(self) -> Iterator[Record]:
+        m, body, start = self._map, self._body, self._body
+        for end in self._ends:
+            yield marshal.loads(m[start:body + end])
+            start = body + end
+
+
+def write_records(path: Path, records: Sequence[Record]) -> None:
+    blobs = [marshal.dumps(r) for r in records]
+    ends = array.array("Q", itertools.accumulate(map(len, blobs)))
+    write_atomic(path, b"".join([_MAGIC, struct.pack("<Q", len(blobs)), ends.tobytes(), *blobs]))
+
+
+def _record_file(path: Path) -> RecordFile | None:
+    try:
+        return RecordFile(path)
+    except (OSError, ValueError):
+        return None
 
 
 def _release_base(repo: AptRepo, base: str, suite: str) -> str:
@@ -116,8 +196,6 @@ def _strip_clearsign(data: bytes) -> bytes:
 
 
 def _file_digest(path: object) -> str:
-    from pathlib import Path
-
     return hashlib.sha256(Path(str(path)).read_bytes()).hexdigest()[:32]
 
 
@@ -140,7 +218,7 @@ def read_packages(repo: AptRepo, base: str, info: ReleaseInfo, release: Release,
     for path in candidates:
         entry = release.files[path]
         parsed_key = cache.derived_path("parsed", f"{entry.sha256}-{_PARSED_FORMAT}")
-        records = _load_parsed(parsed_key)
+        records: Sequence[Record] | None = _record_file(parsed_key)
         if records is None:
             try:
                 data = _fetch_verified(f"{where}/{path}", entry.sha256, entry.size, release.by_hash, cache, what)
@@ -152,31 +230,31 @@ def read_packages(repo: AptRepo, base: str, info: ReleaseInfo, release: Release,
                     records = parse_stanzas(decompress(path, data))
             except RepositoryError as e:
                 raise RepositoryError(f"{what}: {path}: {e.message}") from None
-            write_atomic(parsed_key, marshal.dumps(records))
+            write_records(parsed_key, records)
         mentions_key = cache.derived_path("parsed", f"{entry.sha256}-{arch}-mentions-{_PARSED_FORMAT}")
-        mentions: list[str] | None = _load_parsed(mentions_key)
-        if mentions is None:
-            mentions = mention_order(records, arch)
-            write_atomic(mentions_key, marshal.dumps(mentions))
-        return PackagesIndex(info, component, path, entry.sha256, base, records, mentions)
+        return PackagesIndex(info, component, path, entry.sha256, base, records,
+                             functools.partial(_mentions, mentions_key, records, arch))
     assert last_error is not None
     raise RepositoryError(f"{what}: no index file could be fetched ({last_error.message})")
 
 
-def cached_records(cache: Cache, sha256: str) -> list[Record] | None:
-    """The parsed records of a Packages index this cache has read before (by its sha256), or None."""
-    return _load_parsed(cache.derived_path("parsed", f"{sha256}-{_PARSED_FORMAT}"))
-
-
-def _load_parsed(path: object) -> list[Any] | None:
+def _mentions(key: Path, records: Sequence[Record], arch: str) -> list[str]:
     try:
-        with open(str(path), "rb") as f:
-            data = f.read()
-        with gc_paused():
-            loaded = marshal.loads(data)
+        with open(key, "rb") as f:
+            loaded = marshal.loads(f.read())
+        if isinstance(loaded, list):
+            return loaded
     except (OSError, EOFError, ValueError, TypeError):
-        return None
-    return loaded if isinstance(loaded, list) else None
+        pass
+    mentions = mention_order(records, arch)
+    with contextlib.suppress(OSError):  # an unwritable cache costs the computation next time, nothing else
+        write_atomic(key, marshal.dumps(mentions))
+    return mentions
+
+
+def cached_records(cache: Cache, sha256: str) -> Sequence[Record] | None:
+    """The parsed records of a Packages index this cache has read before (by its sha256), or None."""
+    return _record_file(cache.derived_path("parsed", f"{sha256}-{_PARSED_FORMAT}"))
 
 
 def _fetch_verified(url: str, sha256: str, size: int, by_hash: bool, cache: Cache, what: str) -> bytes:

@@ -7,9 +7,14 @@ origin so pin priorities and download locations are known.
 
 from __future__ import annotations
 
+import array
+import hashlib
+import marshal
 import re
+import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from imagebuild.apt.packages import (
     R_ARCH,
@@ -39,7 +44,7 @@ from imagebuild.apt.packages import (
 from imagebuild.apt.repository import PackagesIndex
 from imagebuild.debversion import satisfies, version_key
 from imagebuild.errors import RepositoryError
-from imagebuild.fsutil import gc_paused
+from imagebuild.fsutil import gc_paused, write_atomic
 from imagebuild.lockfile import repo_path
 
 STATUS_PRIORITY = 100  # apt's pin for the installed version (the dpkg status "file")
@@ -146,13 +151,16 @@ class Universe:
 
     def __init__(self, arch: str) -> None:
         self.arch = arch
-        self._raw: dict[str, list[tuple[Record, PackagesIndex | None, int]]] = {}
+        self._raw: dict[str, list[Entry]] = {}
         self._packages: dict[str, Package] = {}
         self._ids: dict[str, int] = {}
         self._provides_raw: dict[str, list[str]] = {}  # virtual -> names of packages whose records provide it
         self.base: list[str] = []
         self._providers: dict[str, list[tuple[Version, str | None]]] = {}
         self._targets: dict[Relation, list[Version]] = {}
+        self._indices: list[tuple[PackagesIndex, int]] = []  # what was added, in order (for `save`)
+        self._positions: dict[str, list[int]] = {}  # name -> (index number, record number)* of its entries
+        self._stored: _Stored | None = None  # entries still in a saved universe, read when a package is looked at
 
     def _id(self, name: str) -> int:
         pid = self._ids.get(name)
@@ -160,16 +168,21 @@ class Universe:
             pid = self._ids[name] = len(self._ids)
         return pid
 
-    def add(self, records: list[Record], index: PackagesIndex | None, priority: int) -> None:
+    def add(self, records: Iterable[Record], index: PackagesIndex | None, priority: int) -> None:
         arch = self.arch
         raw = self._raw
         ids = self._ids
         provides = self._provides_raw
+        lookup = raw.get if self._stored is None else self._entries
+        positions = self._positions
+        number = len(self._indices)
+        if index is not None:
+            self._indices.append((index, priority))
         for name in (index.mentions if index is not None else mention_order(records, arch)):
             if name not in ids:
                 ids[name] = len(ids)
         with gc_paused():
-            for rec in records:
+            for r, rec in enumerate(records):
                 rarch = rec[R_ARCH]
                 if rarch != arch and rarch != "all":
                     continue
@@ -178,7 +191,13 @@ class Universe:
                     if not _installed(rec[R_STATUS]):
                         continue
                     self.base.append(name)
-                entries = raw.get(name)
+                else:
+                    where = positions.get(name)
+                    if where is None:
+                        positions[name] = [number, r]
+                    else:
+                        where += (number, r)
+                entries = lookup(name)
                 if entries is None:
                     raw[name] = [(rec, index, priority)]
                 else:
@@ -200,6 +219,8 @@ class Universe:
         stay as they are here."""
         sub = Universe(self.arch)
         sub._ids = dict(self._ids)
+        for name in self.names():
+            self._entries(name)
         for name, entries in self._raw.items():
             kept = [e for e in entries if e[1] is not None and keep(e[0])]
             if not kept:
@@ -214,13 +235,75 @@ class Universe:
         """Nothing more will be added (kept for symmetry; versions are built lazily)."""
 
     def names(self) -> Iterable[str]:
-        return self._raw.keys()
+        """Every package name with a version (not only provided)."""
+        if self._stored is None:
+            return self._raw.keys()
+        return {*self._raw, *self._stored.names()}
+
+    def _entries(self, name: str) -> list[Entry] | None:
+        entries = self._raw.get(name)
+        if entries is None and self._stored is not None:
+            pid = self._ids.get(name)
+            if pid is not None:
+                entries = self._stored.entries(pid)
+                if entries is not None:
+                    self._raw[name] = entries
+        return entries
+
+    # -- a saved universe: what every index added, without reading the indices ------------------------------
+
+    def save(self, path: Path) -> None:
+        """Write what the indices added so far (not the base) to `path`, for `load` with the same indices."""
+        if self._stored is not None or self.base:
+            raise ValueError("only a universe built from indices alone can be saved")
+        names = list(self._ids)  # ids are given in order: the list is id -> name
+        starts = array.array("I", [0])
+        pairs = array.array("I")
+        positions = self._positions
+        for name in names:
+            where = positions.get(name)
+            if where is not None:
+                pairs.extend(where)
+            starts.append(len(pairs) // 2)
+        header = marshal.dumps((names, self._provides_raw, [(i.sha256, p) for i, p in self._indices]))
+        write_atomic(path, b"".join([_STORE_MAGIC, struct.pack("<QQ", len(header), len(starts)), header,
+                                     starts.tobytes(), pairs.tobytes()]))
+
+    @classmethod
+    def load(cls, path: Path, arch: str, indices: list[tuple[PackagesIndex, int]]) -> Universe | None:
+        """The universe `save` wrote after adding `indices` (the same files, priorities and order), or None when
+        there is none or it does not hold them. Records are read from the indices when a package is looked at."""
+        try:
+            data = path.read_bytes()
+            if not data.startswith(_STORE_MAGIC):
+                return None
+            at = len(_STORE_MAGIC)
+            header_len, nstarts = struct.unpack_from("<QQ", data, at)
+            at += 16
+            with gc_paused():
+                names, provides, added = marshal.loads(data[at:at + header_len])
+            at += header_len
+            starts = array.array("I")
+            starts.frombytes(data[at:at + 4 * nstarts])
+            pairs = array.array("I")
+            pairs.frombytes(data[at + 4 * nstarts:])
+        except (OSError, ValueError, EOFError, TypeError, struct.error):
+            return None
+        if (added != [(i.sha256, p) for i, p in indices] or len(starts) != len(names) + 1
+                or len(pairs) != 2 * starts[-1] or not isinstance(provides, dict)):
+            return None
+        u = cls(arch)
+        u._ids = {name: i for i, name in enumerate(names)}
+        u._provides_raw = provides
+        u._indices = list(indices)
+        u._stored = _Stored(path, names, starts, pairs, u._indices)
+        return u
 
     def get(self, name: str) -> Package | None:
         pkg = self._packages.get(name)
         if pkg is not None:
             return pkg
-        entries = self._raw.get(name)
+        entries = self._entries(name)
         if entries is None and name not in self._ids:
             return None
         pkg = self._packages[name] = Package(name, self._id(name))
@@ -295,6 +378,48 @@ class Universe:
                     out.append(v)
         return out
 
+
+
+Entry = tuple[Record, "PackagesIndex | None", int]  # a record, the index it is from (None: the base), its priority
+_STORE_MAGIC = b"imagebuild universe 1\n"
+
+
+def store_key(arch: str, indices: list[tuple[PackagesIndex, int]]) -> str:
+    """The name of the saved universe of `indices` (files by digest, with their priorities, in order) on `arch`."""
+    h = hashlib.sha256(_STORE_MAGIC + arch.encode())
+    for index, priority in indices:
+        h.update(f"\n{index.sha256} {priority}".encode())
+    return h.hexdigest()
+
+
+class _Stored:
+    """The entries of a saved universe: per package id, a run of (index number, record number) pairs."""
+
+    def __init__(self, path: Path, names: list[str], starts: array.array[int], pairs: array.array[int],
+                 indices: list[tuple[PackagesIndex, int]]) -> None:
+        self.path, self._names, self._starts, self._pairs, self._indices = path, names, starts, pairs, indices
+
+    def names(self) -> list[str]:
+        s = self._starts
+        return [n for i, n in enumerate(self._names) if s[i] < s[i + 1]]
+
+    def entries(self, pid: int) -> list[Entry] | None:
+        if pid + 1 >= len(self._starts):
+            return None  # a name the base brought
+        a, b = self._starts[pid], self._starts[pid + 1]
+        if a >= b:
+            return None
+        out: list[Entry] = []
+        pairs, indices = self._pairs, self._indices
+        try:
+            for k in range(2 * a, 2 * b, 2):
+                index, priority = indices[pairs[k]]
+                out.append((index.records[pairs[k + 1]], index, priority))
+        except IndexError:
+            self.path.unlink(missing_ok=True)  # the next run builds it again
+            raise RepositoryError(f"{self.path}: a saved universe does not match its indices (removed)",
+                                  hint="run the command again") from None
+        return out
 
 
 # dpkg's rules (pkg_name_is_illegal, parseversion): what apt and dpkg refuse is refused here, before any of it can

@@ -259,15 +259,27 @@ def load_repo(pool: solv.Pool, md: RepoMetadata) -> solv.Repo:
 
 
 def _valid_solv(path: Path) -> bool:
-    """Whether the file ends with the sha256 of what precedes it (hashed from a mapping: it is tens of MiB)."""
+    """Whether the file ends with the sha256 of what precedes it (hashed from a mapping: it is tens of MiB). A
+    file found good is not hashed again while it is the same file: `<name>.ok` records its inode, size and
+    mtime (every write is a new file, renamed into place)."""
+    stamp = path.with_name(path.name + ".ok")
     try:
         with open(path, "rb") as f:
-            if os.fstat(f.fileno()).st_size <= _TRAILER:
+            st = os.fstat(f.fileno())
+            identity = f"{st.st_ino} {st.st_size} {st.st_mtime_ns}\n"
+            with contextlib.suppress(OSError):
+                if stamp.read_text() == identity:
+                    return True
+            if st.st_size <= _TRAILER:
                 return False
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m, memoryview(m) as view:
-                return hashlib.sha256(view[:-_TRAILER]).digest() == view[-_TRAILER:]
+                if hashlib.sha256(view[:-_TRAILER]).digest() != view[-_TRAILER:]:
+                    return False
     except (OSError, ValueError):
         return False
+    with contextlib.suppress(OSError):  # without it the file is hashed again next time, nothing else
+        write_atomic(stamp, identity)
+    return True
 
 
 def _write_solv(md: RepoMetadata, what: str) -> None:
