@@ -22,3 +22,15 @@ def test_mypy_strict() -> None:
     pytest.importorskip("mypy", reason="mypy is not installed (pip install -e .[test])")
     res = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_the_lazy_app_layer_names_what_it_exports() -> None:
+    """`imagebuild.app` imports a module when one of its names is first asked for: every name in __all__ is
+    defined by the module the table says, and nothing else is."""
+    import imagebuild.app as app
+
+    assert sorted(app.__all__) == sorted(app._WHERE)
+    for name in app.__all__:
+        assert callable(getattr(app, name)), name
+    with pytest.raises(AttributeError):
+        app.no_such_name  # noqa: B018
