@@ -24,11 +24,9 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +41,7 @@ from apt_oracle import (  # noqa: E402
     parse_status,
     set_diff,
 )
+from measure import Measured, run_measured  # noqa: E402  (bench/, beside this script)
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "debian-20261122"
 SNAPSHOT = "20261122T000000Z"  # when DEFAULT_DATA was captured: its Releases are valid then, not "now"
@@ -63,23 +62,6 @@ def serve(directory: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-
-class Measured:
-    def __init__(self, wall: float, rss_kb: int, rc: int, out: str):
-        self.wall, self.rss_kb, self.rc, self.out = wall, rss_kb, rc, out
-
-
-def run_measured(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> Measured:
-    """Run cmd; wall seconds and peak RSS (KiB) of that child alone via wait4."""
-    with tempfile.TemporaryFile("w+") as out:
-        t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True)
-        _, status, ru = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        return Measured(wall, ru.ru_maxrss, p.returncode, out.read())
 
 
 def write_config(d: Path, url: str, arch: str, base: str | None, recommends: bool, pkgs: list[str]) -> Path:
@@ -182,7 +164,8 @@ def main() -> int:
                 sims.append(m)
             res["apt_update"].append(up)
             res["apt_sim_cold"].append(sims[0])
-            res["apt_cold"].append(Measured(up.wall + sims[0].wall, max(up.rss_kb, sims[0].rss_kb), 0, ""))
+            res["apt_cold"].append(Measured(up.wall + sims[0].wall, max(up.rss_kb, sims[0].rss_kb), 0, "",
+                                            up.cpu + sims[0].cpu))
             res["apt_warm"].append(sims[1])
             apt_set, _, _ = apply_simulation(parse_status(base), sims[1].out, a.arch)
             print(f"run {i + 1}/{a.repeat}: imagebuild cold {res['ib_cold'][-1].wall:.2f}s "
@@ -231,7 +214,7 @@ def main() -> int:
         a.json.write_text(json.dumps({
             "arch": a.arch, "base": base, "recommends": a.recommends, "packages": a.packages,
             "repeat": a.repeat, "ratio_cold": r_cold, "ratio_warm": r_warm, "bom_equals_apt": same,
-            "runs": {k: [{"wall_s": m.wall, "peak_rss_kib": m.rss_kb} for m in v] for k, v in res.items()},
+            "runs": {k: [{"wall_s": m.wall, "peak_rss_kb": m.rss_kb} for m in v] for k, v in res.items()},
         }, indent=2) + "\n")
     if a.check_targets and (r_cold > TARGET_COLD or r_warm > TARGET_WARM or not same):
         return 1

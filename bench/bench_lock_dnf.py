@@ -48,6 +48,7 @@ from xml.sax.saxutils import escape, quoteattr
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
+from measure import Measured, run_measured  # noqa: E402  (bench/, beside this script)
 from rpmrepos import REPO_IDS, SOURCE_DATE_EPOCH, build_rpm_repos, missing_tools  # noqa: E402
 
 SYNTH_ID = "synth"
@@ -527,23 +528,6 @@ def prepare_repos(dest: Path, count: int, seed: int) -> tuple[dict[str, Path], d
 # --------------------------------------------------------------------------------------------------------------
 
 
-class Measured:
-    def __init__(self, wall: float, rss_kb: int, rc: int, out: str, cpu: float):
-        self.wall, self.rss_kb, self.rc, self.out, self.cpu = wall, rss_kb, rc, out, cpu
-
-
-def run_measured(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> Measured:
-    """Run cmd; wall seconds, peak RSS (KiB) and user+system CPU seconds of that child alone via wait4."""
-    with tempfile.TemporaryFile("w+") as out:
-        t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True)
-        _, status, ru = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        return Measured(wall, ru.ru_maxrss, p.returncode, out.read(), ru.ru_utime + ru.ru_stime)
-
-
 def write_config(d: Path, repos: dict[str, Path], pkgs: Sequence[str]) -> Path:
     q = json.dumps  # JSON strings are valid TOML basic strings for these values
     lines = ["[distros.el9]", 'family = "rpm"', f"arches = [{q(ARCH)}]", 'releasever = "9"', 'base = "none"',
@@ -743,7 +727,7 @@ def main() -> int:
         a.json.write_text(json.dumps({
             "arch": ARCH, "dnf_version": dnf_version, "packages": a.packages, "synthetic": sizes, "seed": a.seed,
             "repeat": a.repeat, "ratio_cold": r_cold, "ratio_warm": r_warm, "bom_equals_dnf": same,
-            "runs": {k: [{"wall_s": m.wall, "peak_rss_kib": m.rss_kb, "cpu_s": m.cpu} for m in v]
+            "runs": {k: [{"wall_s": m.wall, "peak_rss_kb": m.rss_kb, "cpu_s": m.cpu} for m in v]
                      for k, v in res.items()},
         }, indent=2) + "\n")
     if a.check_targets and (r_cold > TARGET_COLD or r_warm > TARGET_WARM or not same):

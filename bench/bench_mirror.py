@@ -47,6 +47,9 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
+
+from measure import Measured, run_measured  # noqa: E402  (bench/, beside this script)
+
 sys.path.insert(0, str(REPO_ROOT))
 
 from apt_oracle import parse_status  # noqa: E402
@@ -199,26 +202,6 @@ def serve(directory: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-
-@dataclass(frozen=True)
-class Measured:
-    wall: float
-    rss_kib: int
-    rc: int
-    out: str
-
-
-def run_measured(cmd: list[str], env: dict[str, str], cwd: Path) -> Measured:
-    """Run `cmd`; its wall seconds and peak RSS (KiB, `ru_maxrss` of that child via wait4)."""
-    with tempfile.TemporaryFile("w+") as out:
-        t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True)
-        _, status, ru = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        return Measured(wall, ru.ru_maxrss, p.returncode, out.read())
 
 
 def check(what: str, m: Measured) -> Measured:
@@ -407,7 +390,7 @@ def main() -> int:
                     sys.exit("the mirrored big file's sha256 differs from the generated one")
                 c.runs.append(m)
                 shutil.rmtree(out)
-                print(f"run {i + 1}/{a.repeat} {c.label.strip()}: {m.wall:.2f} s, peak RSS {m.rss_kib / 1024:.0f} MiB",
+                print(f"run {i + 1}/{a.repeat} {c.label.strip()}: {m.wall:.2f} s, peak RSS {m.rss_kb / 1024:.0f} MiB",
                       file=sys.stderr)
     finally:
         server.shutdown()
@@ -424,19 +407,19 @@ def main() -> int:
     for c in cases:
         wall = c.median("wall")
         print(f"{c.label:<28} {c.files:>6} {c.size / MIB:>8.1f} {wall:>7.2f} s {c.size / wall / 1e6:>8.1f} "
-              f"{c.median('rss_kib') / 1024:>6.0f} MiB")
-    small, large = (c.median("rss_kib") / 1024 for c in cases[:2])
+              f"{c.median('rss_kb') / 1024:>6.0f} MiB")
+    small, large = (c.median("rss_kb") / 1024 for c in cases[:2])
     print(f"peak RSS, big - small: {large - small:+.1f} MiB for a {big.size / MIB:.0f} MiB file "
           f"({(large - small) / (big.size / MIB):+.1%} of its size); mirrored sha256 verified")
-    print(f"(lock, once: {lock_run.wall:.2f} s, {lock_run.rss_kib / 1024:.0f} MiB; this process's own peak RSS "
+    print(f"(lock, once: {lock_run.wall:.2f} s, {lock_run.rss_kb / 1024:.0f} MiB; this process's own peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)")
 
     if a.json:
         a.json.write_text(json.dumps({
             "imagebuild": a.imagebuild, "module": module, "repeat": a.repeat, "big_mib": a.big_mib,
-            "big_sha256": big.sha256, "lock": {"wall_s": lock_run.wall, "peak_rss_kib": lock_run.rss_kib},
+            "big_sha256": big.sha256, "lock": {"wall_s": lock_run.wall, "peak_rss_kb": lock_run.rss_kb},
             "cases": [{"label": c.label.strip(), "role": c.role, "empty_cache": c.empty_cache, "files": c.files,
-                       "bytes": c.size, "runs": [{"wall_s": m.wall, "peak_rss_kib": m.rss_kib} for m in c.runs]}
+                       "bytes": c.size, "runs": [{"wall_s": m.wall, "peak_rss_kb": m.rss_kb} for m in c.runs]}
                       for c in cases],
         }, indent=2) + "\n")
     return 0
