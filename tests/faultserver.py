@@ -23,6 +23,7 @@ import fnmatch
 import gzip
 import http.server
 import random
+import shutil
 import socket
 import struct
 import threading
@@ -163,4 +164,17 @@ def fault_server(root: Path, plan: FaultPlan) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-__all__ = ["STALL", "FaultPlan", "fault_server"]
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gpu-cluster"
+
+
+def example_project(proj: Path, url: str) -> Path:
+    """The example project in `proj` (its keys/, bases/ and imagebuild.toml) with its repos at `url`, the fault
+    server of its mirror/ directory; returns the config's path."""
+    for d in ("keys", "bases"):
+        shutil.copytree(EXAMPLE / d, proj / d)
+    cfg = proj / "imagebuild.toml"
+    cfg.write_text((EXAMPLE / "imagebuild.toml").read_text().replace("file:mirror", url))
+    return cfg
+
+
+__all__ = ["EXAMPLE", "STALL", "FaultPlan", "example_project", "fault_server"]

@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from faultserver import FaultPlan, fault_server  # noqa: E402
+from faultserver import EXAMPLE, FaultPlan, example_project, fault_server  # noqa: E402
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gpu-cluster"
 TIMEOUT = "1"  # IMAGEBUILD_HTTP_TIMEOUT for these runs: a stalled body times out fast (the server stalls 3 s)
 
 PHASES = {
@@ -37,9 +36,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FaultPlan
     plan = FaultPlan()
     with fault_server(EXAMPLE / "mirror", plan) as url:
         proj = tmp_path_factory.mktemp("proj")
-        for d in ("keys", "bases"):
-            shutil.copytree(EXAMPLE / d, proj / d)
-        (proj / "imagebuild.toml").write_text((EXAMPLE / "imagebuild.toml").read_text().replace("file:mirror", url))
+        example_project(proj, url)
         yield plan, proj
 
 

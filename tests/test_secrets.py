@@ -17,9 +17,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import SENTINEL  # noqa: E402
-from faultserver import FaultPlan, fault_server  # noqa: E402
+from faultserver import EXAMPLE, FaultPlan, example_project, fault_server  # noqa: E402
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gpu-cluster"
 PASSWORD = SENTINEL + "@:/%"  # characters a URL must percent-encode: both spellings are looked for
 NEEDLES = (PASSWORD, quote(PASSWORD, safe=""), SENTINEL)
 
@@ -29,11 +28,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FaultPlan
     plan = FaultPlan()
     with fault_server(EXAMPLE / "mirror", plan) as url:
         proj = tmp_path_factory.mktemp("proj")
-        for d in ("keys", "bases"):
-            shutil.copytree(EXAMPLE / d, proj / d)
         secret_url = url.replace("http://", f"http://ark:{quote(PASSWORD, safe='')}@")
-        (proj / "imagebuild.toml").write_text((EXAMPLE / "imagebuild.toml").read_text()
-                                              .replace("file:mirror", secret_url))
+        example_project(proj, secret_url)
         (proj / "sources.list").write_text(f"deb {secret_url}/debian bookworm main\n")
         (proj / "installed.txt").write_text("bash\t5.2.15-2+b7\tamd64\n")
         yield plan, proj
