@@ -37,8 +37,9 @@ DEBIAN_SNAPSHOT = "20261122T000000Z"
 
 
 def bookworm_config(path: Path, url: str, roles: str, *, suites: tuple[str, ...] = ("bookworm", "bookworm-updates"),
-                    security: bool = True, base: Path | None = MINBASE_STATUS, extra: str = "") -> Path:
-    """Write an imagebuild.toml at `path` for the real Debian data served at `url` (amd64, all components, the
+                    security: bool = True, base: Path | None = MINBASE_STATUS, extra: str = "",
+                    components: tuple[str, ...] = ("main", "contrib", "non-free", "non-free-firmware")) -> Path:
+    """Write an imagebuild.toml at `path` for the real Debian data served at `url` (amd64, `components`, the
     security suite beside `suites`, `base`), with the TOML `roles` appended; returns the path."""
     if base is not None and not base.is_file():
         import pytest
@@ -49,7 +50,7 @@ def bookworm_config(path: Path, url: str, roles: str, *, suites: tuple[str, ...]
 name = "{name}"
 url = "{url}/{where}"
 suites = [{", ".join(f'"{s}"' for s in names)}]
-components = ["main", "contrib", "non-free", "non-free-firmware"]
+components = [{", ".join(f'"{c}"' for c in components)}]
 signed-by = "/usr/share/keyrings/debian-archive-keyring.gpg"
 """ for name, where, names in (("debian", "debian", suites), *([("security", "debian-security", ("bookworm-security",))]
                                                                if security else [])))

@@ -21,11 +21,15 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import DEBIAN_DATA, DEBIAN_SNAPSHOT  # noqa: E402
+from conftest import DEBIAN_DATA, bookworm_config  # noqa: E402
 from faultserver import FaultPlan, fault_server  # noqa: E402
 
 SUITE = Path("debian/dists/bookworm")
 INDEX = SUITE / "main/binary-amd64/Packages.xz"
+ROLE = """[roles.login]
+distro = "bookworm"
+packages = ["bash", "coreutils"]
+"""
 pytestmark = pytest.mark.skipif(not (DEBIAN_DATA / INDEX).is_file(), reason=f"no Debian data at {DEBIAN_DATA}")
 
 
@@ -40,23 +44,8 @@ def _archive(tmp: Path) -> Path:
 
 def _config(proj: Path, url: str) -> Path:
     proj.mkdir(exist_ok=True)
-    cfg = proj / "imagebuild.toml"
-    cfg.write_text(f"""snapshot = "{DEBIAN_SNAPSHOT}"
-[distros.bookworm]
-family = "deb"
-arches = ["amd64"]
-base = "none"
-[[distros.bookworm.repos]]
-name = "debian"
-url = "{url}/debian"
-suites = ["bookworm"]
-components = ["main"]
-signed-by = "/usr/share/keyrings/debian-archive-keyring.gpg"
-[roles.login]
-distro = "bookworm"
-packages = ["bash", "coreutils"]
-""")
-    return cfg
+    return bookworm_config(proj / "imagebuild.toml", url, ROLE, suites=("bookworm",), security=False, base=None,
+                           components=("main",))
 
 
 def _locked(proj: Path) -> object:
