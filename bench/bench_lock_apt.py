@@ -47,8 +47,8 @@ DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "debian-20261122"
 SNAPSHOT = "20261122T000000Z"  # when DEFAULT_DATA was captured: its Releases are valid then, not "now"
 COMPUTE = ["nvidia-driver", "nvidia-cuda-toolkit", "nvidia-smi", "rdma-core", "infiniband-diags",
            "ibverbs-providers", "slurmd", "munge", "openmpi-bin"]
-TARGET_COLD = 1.0
-TARGET_WARM = 0.2
+TARGET_COLD = 0.35
+TARGET_WARM = 0.06
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):

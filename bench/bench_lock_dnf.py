@@ -59,8 +59,8 @@ GENERATOR_VERSION = "1"
 TOP_LEVEL = ("hpc-site-compute", "hpc-site-ml", "hpc-site-devel")
 GPU_ROLE = ["cuda-12-6", "nvidia-driver", "slurm-slurmd", "doca-ofed", "hpc-site-compute", "hpc-site-ml"]
 ARCH = "x86_64"
-TARGET_COLD = 1.0
-TARGET_WARM = 1.0
+TARGET_COLD = 0.5
+TARGET_WARM = 0.6
 DNF_PYTHON = "/usr/bin/python3"
 
 Triple = tuple[str, str, str]
