@@ -448,10 +448,11 @@ def outputs(lock: Lock) -> dict[str, str]:
 
 def write_outputs(root: Path, files: dict[str, str]) -> list[str]:
     """Write the lock and BOMs that changed, as one commit: SIGINT/SIGTERM are held while the files are renamed
-    into place (BOMs first, the lock last), so an interrupted run leaves either the old outputs or the new ones."""
+    into place (BOMs first, the lock last), so an interrupted run leaves either the old outputs or the new ones
+    (SIGALRM too: `__main__` delivers a signal again with it)."""
     import signal
 
-    held = {signal.SIGINT, signal.SIGTERM}
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGALRM}
     old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
         return [rel for rel in sorted(files, key=lambda f: f == LOCK_NAME) if write_atomic(root / rel, files[rel])]
