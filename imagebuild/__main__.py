@@ -5,10 +5,14 @@ half-written stays, and no traceback is printed.
 Python runs a signal handler in whatever code the main thread is in. Where that is a weakref callback, a `__del__`
 or a GC callback (the import system has such callbacks), an exception the handler raises is printed as "Exception
 ignored" and dropped, and the run would go on as if the signal had never come. Such a dropped exit is caught in
-`sys.unraisablehook` and delivered again a millisecond later, from ordinary code."""
+`sys.unraisablehook` and delivered again a millisecond later, from ordinary code. Where Python wraps the exit in
+another exception (a class body's `__set_name__` turns it into a RuntimeError), that error ends the run as the
+signal would have."""
 
 import signal
 import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 _pending = 0  # the signal being acted on
 
@@ -30,18 +34,31 @@ def _unraisable(info: "sys.UnraisableHookArgs") -> None:
     sys.__unraisablehook__(info)
 
 
-def install() -> None:
+def run(start: Callable[[], Any]) -> NoReturn:
+    """Exit with what `start()` returns, or with 128 + the signal's number when SIGINT/SIGTERM ends it."""
     sys.unraisablehook = _unraisable
     signal.signal(signal.SIGALRM, _again)
     signal.signal(signal.SIGINT, _quit)
     signal.signal(signal.SIGTERM, _quit)
+    try:
+        code = start()
+    except SystemExit:
+        raise
+    except BaseException:
+        if _pending:  # the exit, wrapped by Python in another error (RuntimeError from a class's __set_name__)
+            raise SystemExit(128 + _pending) from None
+        raise
+    sys.exit(code)
+
+
+def _cli() -> Any:
+    from imagebuild.cli import main as cli_main
+
+    return cli_main()
 
 
 def main() -> None:
-    install()
-    from imagebuild.cli import main as cli_main
-
-    sys.exit(cli_main())
+    run(_cli)
 
 
 if __name__ == "__main__":
