@@ -522,10 +522,10 @@ def _docker_shim(env: dict[str, str], work: Path) -> None:
                                              timeout=30).returncode == 0:
         return
     find_tool("podman", "podman")
-    from importlib.resources import files
+    from imagebuild import PACKAGE_DIR
 
     shim = work / "docker"
-    shim.write_bytes(files("imagebuild").joinpath("templates/docker-podman-shim").read_bytes())
+    shim.write_bytes((PACKAGE_DIR / "templates/docker-podman-shim").read_bytes())
     shim.chmod(0o755)
     env["PATH"] = f"{work}{os.pathsep}{env.get('PATH', '')}"
     log.info("no Docker engine: Packer's docker builder runs on podman (IMAGEBUILD_PODMAN_ROOT)")

@@ -22,8 +22,8 @@ import tomllib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib.resources import files
 
+from imagebuild import PACKAGE_DIR, debversion, rpmversion
 from imagebuild.config import CHECKS, CheckLevel, Config, Family
 from imagebuild.container import agreement, cuda_of, min_driver, rule_for
 from imagebuild.lockfile import Lock, LockedPackage, LockedTarget
@@ -42,7 +42,7 @@ class Finding:
 
 @functools.cache
 def _data() -> dict:  # type: ignore[type-arg]
-    return tomllib.loads(files("imagebuild").joinpath("data/checks.toml").read_text(encoding="utf-8"))
+    return tomllib.loads((PACKAGE_DIR / "data/checks.toml").read_text(encoding="utf-8"))
 
 
 def _match(name: str, globs: Iterable[str]) -> bool:
@@ -72,10 +72,9 @@ def cuda_min_driver(t: LockedTarget) -> list[str]:
     need = min_driver(cuda.version)
     if need is None:
         return []
-    from imagebuild.bomdiff import comparator
-
     have = upstream(driver.version, family)
-    if comparator(family)(have, need) < 0:
+    compare = debversion.compare if family is Family.DEB else rpmversion.compare_evr
+    if compare(have, need) < 0:
         return [f"CUDA {cuda.version} needs an NVIDIA driver >= {need}, and the lock has {driver.name} "
                 f"{driver.version}"]
     return []

@@ -118,10 +118,11 @@ def _relock(config: Config, snapshot_id: str | None, dry_run: bool, fmt: str, op
     previous = app.previous_lock(config)
     if previous is not None:
         app.refuse_rollback(previous, result)
-    diff = app.lock_diff(previous, result)
     # text only when something changed against an existing lock; json/markdown whenever asked for
-    if fmt != "text" or (previous is not None and diff.has_changes):
-        click.echo(_render_diff(diff, fmt, f"{LOCK_NAME}: what re-locking changes"), nl=False)
+    if fmt != "text" or previous is not None:
+        diff = app.lock_diff(previous, result)
+        if fmt != "text" or diff.has_changes:
+            click.echo(_render_diff(diff, fmt, f"{LOCK_NAME}: what re-locking changes"), nl=False)
     if dry_run:
         log.info("dry run: nothing written")
         return

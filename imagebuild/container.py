@@ -20,8 +20,8 @@ import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from importlib.resources import files
 
+from imagebuild import PACKAGE_DIR
 from imagebuild.config import Family
 from imagebuild.lockfile import STUB_REPO, LockedStub, LockedTarget
 
@@ -51,7 +51,7 @@ class Rule:
 
 @functools.cache
 def _rule_data() -> dict:  # type: ignore[type-arg]
-    return tomllib.loads(files("imagebuild").joinpath("data/container-rule.toml").read_text(encoding="utf-8"))
+    return tomllib.loads((PACKAGE_DIR / "data/container-rule.toml").read_text(encoding="utf-8"))
 
 
 def default_rule(family: Family) -> Rule:
@@ -176,7 +176,7 @@ def require_cuda(cuda: str) -> str:
 
 @functools.cache
 def min_driver_table() -> dict[str, str]:
-    data = tomllib.loads(files("imagebuild").joinpath("data/cuda.toml").read_text(encoding="utf-8"))
+    data = tomllib.loads((PACKAGE_DIR / "data/cuda.toml").read_text(encoding="utf-8"))
     return dict(data["min-driver"])
 
 

@@ -773,6 +773,8 @@ def test_lock(text_: str) -> None:
     _assert_typed(lock)
     rendered = render_lock(lock)  # canonical: sorted, so compare what is written
     assert render_lock(parse_lock(rendered, Path("again"))) == rendered
+    # the lock's own writer gives json.dumps's bytes (locks written before it stay byte-identical)
+    assert rendered == json.dumps(json.loads(rendered), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def test_lock_target_keys_match_their_targets() -> None:

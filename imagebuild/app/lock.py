@@ -93,9 +93,9 @@ def inputs_digest(config: Config) -> str:
 
 def container_doc(spec: ContainerSpec, distro: Distro) -> dict[str, object]:
     """What decides a container's lock: its settings, the BOM of its base and the default rule in force."""
-    from importlib.resources import files
+    from imagebuild import PACKAGE_DIR
 
-    rule = files("imagebuild").joinpath("data/container-rule.toml").read_bytes()
+    rule = (PACKAGE_DIR / "data/container-rule.toml").read_bytes()
     boms = {arch: hashlib.sha256(p.read_bytes()).hexdigest() for arch in distro.arches
             if (p := spec.base_bom_for(arch)) is not None}
     return {"base": spec.base, "base-bom": boms,
