@@ -31,7 +31,7 @@ def write_config(root: Path, repos: dict[str, Path], packages: list[str], *, arc
     if modules:
         lines.append("modules = [" + ", ".join(f'"{m}"' for m in modules) + "]")
     lines.append(extra)
-    for name in ("baseos", "appstream", "epel", "cuda", "doca"):
+    for name in [n for n in ("baseos", "appstream", "epel", "cuda", "doca") if n in repos]:
         lines += ["[[distros.el9.repos]]", f'name = "{name}"', f'url = "file://{repos[name]}"']
     lines += ["[roles.r]", 'distro = "el9"', "packages = [" + ", ".join(f'"{p}"' for p in packages) + "]"]
     cfg = root / "imagebuild.toml"
@@ -322,6 +322,63 @@ def test_damaged_solv_cache_is_rebuilt_with_the_same_answer(rpm_repos: dict[str,
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "snapshots.lock").read_bytes() == first
     assert all(p.stat().st_size > 64 for p in solvs)  # rebuilt
+
+
+def test_solv_cache_holds_the_file_provides_and_resolves_as_a_cold_run(rpm_repos: dict[str, Path],
+                                                                        tmp_path: Path) -> None:
+    """Each cached .solv holds the file provides libsolv adds for its pool's repos (listed as added, so a warm
+    pool does not search the file lists again), the same provides a pool parsed from the XML gets; and what ran
+    before with the cache (a lock of fewer repos) changes nothing in what a lock of the full set writes."""
+    import solv
+
+    pkgs = ["cuda-12-6", "doca-ofed", "slurm-slurmd"]
+    cold = tmp_path / "cold"
+    cold.mkdir()
+    cfg = write_config(cold, rpm_repos, pkgs)
+    assert lock(cfg, cold / "c").returncode == 0
+    solvs = sorted((cold / "c" / "rpmsolv").rglob("*.solv"))
+    assert len(solvs) == 5
+    cached = solv.Pool()
+    for path in solvs:
+        f = solv.xfopen(str(path))
+        assert cached.add_repo(path.name).add_solv(f, 0)
+        f.close()
+    listed = {cached.id2str(i) for r in cached.repos for i in r.meta.lookup_idarray(solv.REPOSITORY_ADDEDFILEPROVIDES)}
+    assert "/bin/sh" in listed
+    assert {cached.id2str(i) for i in cached.addfileprovides_queue()} <= listed
+    from imagebuild.compression import decompress
+
+    parsed = solv.Pool()
+    for name, root in rpm_repos.items():
+        repo = parsed.add_repo(name)
+        for kind, flags in (("primary", 0), ("filelists", solv.Repo.REPO_EXTEND_SOLVABLES)):
+            packed = next((root / "repodata").glob(f"*{kind}.xml*"))
+            plain = tmp_path / f"{name}-{kind}.xml"
+            plain.write_bytes(decompress(packed.name, packed.read_bytes()))
+            f = solv.xfopen(str(plain))
+            assert repo.add_rpmmd(f, "FL" if flags else "", flags)
+            f.close()
+    parsed.addfileprovides()
+
+    def provides(pool: solv.Pool) -> set[tuple[str, frozenset[str]]]:
+        return {(s.str(), frozenset(str(d) for d in s.lookup_deparray(solv.SOLVABLE_PROVIDES)))
+                for s in pool.solvables_iter()}
+
+    assert provides(cached) == provides(parsed)
+    # warm, and after a lock of a subset of the repos with the same cache: the cold run's lock, byte for byte
+    expected = (cold / "snapshots.lock").read_bytes()
+    (cold / "snapshots.lock").unlink()
+    assert lock(cfg, cold / "c").returncode == 0
+    assert (cold / "snapshots.lock").read_bytes() == expected
+    history = tmp_path / "history"
+    history.mkdir()
+    subset = write_config(history, {k: v for k, v in rpm_repos.items() if k != "doca"}, ["cuda-12-6"])
+    assert lock(subset, history / "c").returncode == 0
+    shutil.rmtree(history / "boms")
+    (history / "snapshots.lock").unlink()
+    cfg = write_config(history, rpm_repos, pkgs)
+    assert lock(cfg, history / "c").returncode == 0
+    assert (history / "snapshots.lock").read_bytes() == expected
 
 
 def test_older_repomd_than_the_locked_one_is_refused_as_rollback(rpm_repos: dict[str, Path], tmp_path: Path) -> None:

@@ -294,7 +294,7 @@ def resolve_all(config: Config, cache: Cache | None = None) -> Lock:
 
 def _lock_rpm(distro: Distro, arch: str, roles: list[Role], config: Config, cache: Cache,
               resolved: dict[tuple[str, str], str]) -> tuple[list[LockedRepo], list[LockedTarget]]:
-    from imagebuild.rpm.repository import read_repo
+    from imagebuild.rpm.repository import prepare_solvs, read_repo
     from imagebuild.rpm.resolver import ModuleNotActive, RpmResolver
 
     metadata, locked = [], []
@@ -312,6 +312,7 @@ def _lock_rpm(distro: Distro, arch: str, roles: list[Role], config: Config, cach
     # one pool per distro × arch: repos, base, excludes and modules are the distro's; each role gets
     # a fresh solver on it
     with log.step(f"{distro.name}/{arch}: loading the package pool"):
+        metadata = prepare_solvs(metadata, cache)
         resolver = RpmResolver(arch, metadata, base, distro.recommends, distro.modules, distro.exclude)
     targets = []
     for role in roles:

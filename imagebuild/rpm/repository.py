@@ -3,7 +3,12 @@ and loading it into a libsolv pool.
 
 Metadata files are stored in the content-addressed cache: gzip as fetched (libsolv reads it), everything else
 decompressed. The repo libsolv parses from primary+filelists is cached as a `.solv` file keyed by their
-checksums, so an unchanged repo is parsed from XML once, not on every lock.
+checksums and those of the other repos of its pool, so an unchanged set of repos is parsed from XML once, not on
+every lock. As libdnf's does, the .solv also holds the file provides libsolv adds for that set (`/usr/bin/python3`
+required by one package, provided through another's file list), listed under REPOSITORY_ADDEDFILEPROVIDES:
+libsolv then skips searching the file lists for them, the largest part of loading a warm pool. Keyed by the whole
+set (not, as libdnf's, by the repo alone and rewritten when another set needs more), every .solv is a function of
+the XML it was parsed from, and a warm pool is the cold one, whatever ran before with this cache.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import mmap
 import os
 import tempfile
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +38,7 @@ from imagebuild.openpgp import verify_signature
 _NS = {"r": "http://linux.duke.edu/metadata/repo"}
 
 #: Bump when what goes into a cached .solv changes (which files are loaded, and how).
-_SOLV_FORMAT = "1"
+_SOLV_FORMAT = "2"
 #: Bump when module_documents keeps other keys.
 _MODULES_FORMAT = "2"
 #: A cached .solv ends with the sha256 of the bytes before it: libsolv accepts some corrupted files
@@ -51,6 +57,7 @@ class RepoMetadata:
     modules: Path | None  # plain YAML
     files: tuple[tuple[str, str], ...]  # (type, checksum) of what was used
     solv_cache: Path | None = None  # the checked cache of the parsed primary+filelists; None: parse the XML
+    parsed_from: str = ""  # what the parsed repo depends on (its files, libsolv's version): part of the .solv's key
     module_docs: tuple[dict[str, object], ...] = ()  # modules.yaml, reduced (module_documents)
 
 
@@ -79,16 +86,35 @@ def read_repo(repo: RpmRepo, url: str, cache: Cache) -> RepoMetadata:
     md = RepoMetadata(
         repo=repo, url=redact(url), repomd_sha256=hashlib.sha256(raw).hexdigest(), revision=revision,
         primary=paths["primary"], filelists=paths.get("filelists"), modules=paths.get("modules"),
-        files=tuple(sorted((k, entries[k][1]) for k in paths)),
-        solv_cache=cache.derived_path("rpmsolv", hashlib.sha256(parsed_from.encode()).hexdigest() + ".solv"),
+        files=tuple(sorted((k, entries[k][1]) for k in paths)), parsed_from=parsed_from,
     )
-    # the cache files are made here, by the application layer; the resolver only reads them
-    if md.solv_cache is not None and not _valid_solv(md.solv_cache):
-        try:
-            _write_solv(md, what)
-        except OSError:
-            md = replace(md, solv_cache=None)  # an unwritable cache costs the parse, nothing else
     return replace(md, module_docs=tuple(module_documents(md)))
+
+
+def prepare_solvs(mds: Sequence[RepoMetadata], cache: Cache) -> list[RepoMetadata]:
+    """`mds`, the repos of one pool, each with its .solv for this set of repos: checked against its trailer, and
+    written when missing or damaged, so that load_repo fills the pool from checked .solv files and a cold and a warm
+    run intern the same strings in the same order and cannot resolve differently. The XML is parsed in a pool of
+    its own holding all of `mds` (the good .solv files are read), so the file provides the set needs are added
+    before the files are written. A repo whose .solv cannot be written gets `solv_cache` None: its XML is parsed
+    by load_repo, which costs time only. Called by the application layer (it writes the cache); the resolver
+    only reads."""
+    pool_key = "\n".join(sorted(hashlib.sha256(md.parsed_from.encode()).hexdigest() for md in mds))
+    mds = [replace(md, solv_cache=cache.derived_path("rpmsolv", hashlib.sha256(
+        f"{md.parsed_from}\npool\n{pool_key}".encode()).hexdigest() + ".solv")) for md in mds]
+    todo = [i for i, md in enumerate(mds) if md.solv_cache is not None and not _valid_solv(md.solv_cache)]
+    if not todo:
+        return mds
+    scratch = solv.Pool()
+    scratch.setdisttype(solv.Pool.DISTTYPE_RPM)
+    repos = [load_repo(scratch, md) if i not in todo else _xml_repo(scratch, md) for i, md in enumerate(mds)]
+    added = scratch.addfileprovides_queue()
+    for i in todo:
+        try:
+            _write_solv(repos[i], mds[i], added)
+        except OSError:
+            mds[i] = replace(mds[i], solv_cache=None)  # an unwritable cache costs the parse, nothing else
+    return mds
 
 
 class _NoDoctype(ET.TreeBuilder):
@@ -235,18 +261,11 @@ def module_documents(md: RepoMetadata) -> list[dict[str, object]]:
 
 
 def load_repo(pool: solv.Pool, md: RepoMetadata) -> solv.Repo:
-    """Add the repo's packages (primary + filelists) to `pool`, from the cached .solv when there is a good one.
-
-    read_repo checks the .solv against its trailer and writes it when missing, truncated or corrupted (and
-    sets `solv_cache` to None when it cannot), so the pool is always filled from a checked .solv and a cold
-    and a warm run intern the same strings in the same order and cannot resolve differently; only without
-    one is the XML parsed here. Reads only. Priorities and file provides are not in the file: callers set
-    those."""
-    what = f"repo {md.repo.name!r} ({md.url})"
+    """Add the repo's packages (primary + filelists) to `pool`, from the cached .solv (prepare_solvs has checked or
+    written it); only without one is the XML parsed here. Reads only. Priorities are not in the file: callers set
+    them, and call addfileprovides (with the set's .solv files, it finds the file provides all there)."""
     if md.solv_cache is None:
-        repo = pool.add_repo(md.repo.name)
-        _add_xml(repo, md, what)
-        return repo
+        return _xml_repo(pool, md)
     repo = pool.add_repo(md.repo.name)
     f = solv.xfopen(str(md.solv_cache))
     ok = f is not None and repo.add_solv(f, 0)
@@ -254,7 +273,13 @@ def load_repo(pool: solv.Pool, md: RepoMetadata) -> solv.Repo:
         f.close()
     if not ok:  # only when libsolv refuses its own, checksummed output; the XML is still there
         repo.empty(True)
-        _add_xml(repo, md, what)
+        _add_xml(repo, md)
+    return repo
+
+
+def _xml_repo(pool: solv.Pool, md: RepoMetadata) -> solv.Repo:
+    repo = pool.add_repo(md.repo.name)
+    _add_xml(repo, md)
     return repo
 
 
@@ -282,13 +307,14 @@ def _valid_solv(path: Path) -> bool:
     return True
 
 
-def _write_solv(md: RepoMetadata, what: str) -> None:
-    """Parse the XML in a pool of its own and write the repo as .solv + sha256 trailer, atomically."""
+def _write_solv(repo: solv.Repo, md: RepoMetadata, fileprovides: Sequence[int]) -> None:
+    """Write `repo` (parsed from md's XML, with the file provides addfileprovides gave it) as md's .solv + sha256
+    trailer, atomically, listing the `fileprovides` it holds: all the pool's, as libdnf lists them."""
     assert md.solv_cache is not None
-    scratch = solv.Pool()
-    scratch.setdisttype(solv.Pool.DISTTYPE_RPM)
-    repo = scratch.add_repo(md.repo.name)
-    _add_xml(repo, md, what)
+    meta = repo.add_repodata(0)  # beside primary's and filelists': libsolv writes them as one
+    for i in fileprovides:
+        meta.add_idarray(solv.SOLVID_META, solv.REPOSITORY_ADDEDFILEPROVIDES, i)
+    meta.internalize()
     out = md.solv_cache
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
@@ -309,7 +335,8 @@ def _write_solv(md: RepoMetadata, what: str) -> None:
         raise
 
 
-def _add_xml(repo: solv.Repo, md: RepoMetadata, what: str) -> None:
+def _add_xml(repo: solv.Repo, md: RepoMetadata) -> None:
+    what = f"repo {md.repo.name!r} ({md.url})"
     for path, language, flags in ((md.primary, "", 0), (md.filelists, "FL", solv.Repo.REPO_EXTEND_SOLVABLES)):
         if path is None:
             continue

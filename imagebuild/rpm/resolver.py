@@ -204,6 +204,7 @@ class RpmResolver:
         self.repos = by_name
         # file provides first: they are added to the repo packages' provides, and the base packages copy
         # those (an installed systemd-udev must still provide /usr/bin/kernel-install, as in the rpmdb)
+        # (libsolv skips those a repo's .solv lists as added already: all of them, from prepare_solvs)
         pool.addfileprovides()
         self._load_base(base)
         pool.createwhatprovides()
