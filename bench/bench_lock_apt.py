@@ -13,6 +13,10 @@ Wall time is measured around each process; peak RSS is the child's ``ru_maxrss``
 ``os.wait4`` (covers the process and the helpers it waited for: apt's http/gpgv methods,
 anything imagebuild spawns).  A cold apt run's RSS is the max of its two processes, its time
 the sum.  Also checks that imagebuild's BOM equals apt's result.
+
+``--scale`` measures how imagebuild grows instead (no apt): the compute role on one arch against three
+roles (compute, login, control) on two (amd64, arm64), cold and warm, N times each; the ratios are
+3x2 over 1x1.  With ``--base``, the base is used for both arches (its amd64 packages marked arm64).
 """
 
 from __future__ import annotations
@@ -47,8 +51,11 @@ DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "debian-20261122"
 SNAPSHOT = "20261122T000000Z"  # when DEFAULT_DATA was captured: its Releases are valid then, not "now"
 COMPUTE = ["nvidia-driver", "nvidia-cuda-toolkit", "nvidia-smi", "rdma-core", "infiniband-diags",
            "ibverbs-providers", "slurmd", "munge", "openmpi-bin"]
+ROLES = {"compute": COMPUTE, "login": ["slurm-client", "gcc", "infiniband-diags", "openmpi-bin"],
+         "control": ["slurmctld", "slurm-client", "postfix", "munge"]}
 TARGET_COLD = 0.35
 TARGET_WARM = 0.06
+TARGET_SCALE = 1.3
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -64,14 +71,17 @@ def serve(directory: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def write_config(d: Path, url: str, arch: str, base: str | None, recommends: bool, pkgs: list[str]) -> Path:
+def write_config(d: Path, url: str, arch: str | list[str], base: str | None, recommends: bool,
+                 pkgs: list[str] | dict[str, list[str]]) -> Path:
     q = json.dumps  # JSON strings are valid TOML basic strings for these values
     comps = "[" + ", ".join(q(c) for c in DEBIAN_COMPONENTS) + "]"
+    arches = [arch] if isinstance(arch, str) else arch
+    roles = {"compute": pkgs} if isinstance(pkgs, list) else pkgs
     cfg = d / "imagebuild.toml"
     cfg.write_text(f"""snapshot = {q(SNAPSHOT)}
 [distros.bookworm]
 family = "deb"
-arches = [{q(arch)}]
+arches = [{", ".join(q(a) for a in arches)}]
 base = {q(base or "none")}
 recommends = {"true" if recommends else "false"}
 
@@ -88,11 +98,11 @@ url = {q(url + "/debian-security")}
 suites = ["bookworm-security"]
 components = {comps}
 signed-by = {q(DEBIAN_KEYRING)}
-
-[roles.compute]
+""" + "".join(f"""
+[roles.{name}]
 distro = "bookworm"
-packages = [{", ".join(q(p) for p in pkgs)}]
-""")
+packages = [{", ".join(q(p) for p in packages)}]
+""" for name, packages in roles.items()))
     return cfg
 
 
@@ -118,6 +128,8 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="also write the raw numbers here")
     ap.add_argument("--check-targets", action="store_true", help="exit 1 when a ratio misses its target")
     ap.add_argument("--keep", action="store_true", help="keep the work dir")
+    ap.add_argument("--scale", action="store_true",
+                    help="3 roles x 2 arches against 1 role x 1 arch, imagebuild only (see above)")
     a = ap.parse_args()
 
     if not (a.data / "debian" / "dists").is_dir():
@@ -130,6 +142,16 @@ def main() -> int:
     if a.imagebuild is None:  # this checkout; a given command runs the imagebuild it has (another checkout)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     ib_cmd = (a.imagebuild or f"{sys.executable} -m imagebuild").split()
+    if a.scale:
+        try:
+            return scale(a, work, url, env, ib_cmd, base)
+        finally:
+            server.shutdown()
+            server.server_close()
+            if not a.keep:
+                shutil.rmtree(work, ignore_errors=True)
+            else:
+                print(f"work dir kept: {work}", file=sys.stderr)
     res: dict[str, list[Measured]] = {k: [] for k in ("ib_cold", "ib_warm", "apt_update", "apt_sim_cold",
                                                        "apt_cold", "apt_warm")}
     ib_set = apt_set = None
@@ -219,6 +241,48 @@ def main() -> int:
     if a.check_targets and (r_cold > TARGET_COLD or r_warm > TARGET_WARM or not same):
         return 1
     return 0
+
+
+def scale(a: argparse.Namespace, work: Path, url: str, env: dict[str, str], ib_cmd: list[str],
+          base: str | None) -> int:
+    if base is not None:  # one file per arch: the base's amd64 packages as arm64 ones too
+        text = Path(base).read_text()
+        for arch in ("amd64", "arm64"):
+            (work / f"base-{arch}.status").write_text(text.replace("Architecture: amd64", f"Architecture: {arch}"))
+        base = str(work / "base-{arch}.status")
+    shapes = {"1x1": ("amd64", {"compute": COMPUTE}), "3x2": (["amd64", "arm64"], ROLES)}
+    res: dict[str, list[Measured]] = {f"{s}_{k}": [] for s in shapes for k in ("cold", "warm")}
+    for i in range(a.repeat):
+        for shape, (arches, roles) in shapes.items():
+            cache = work / f"ib-cache-{shape}-{i}"
+            cache.mkdir()
+            e = {**env, "IMAGEBUILD_CACHE": str(cache)}
+            for kind in ("cold", "warm"):
+                d = work / f"ib-{shape}-{i}-{kind}"
+                d.mkdir()
+                cfg = write_config(d, url, arches, base, a.recommends, roles)
+                m = run_measured([*ib_cmd, "--config", str(cfg), "lock"], e, cwd=d)
+                if m.rc != 0:
+                    fail(f"imagebuild lock ({shape}, {kind})", m)
+                res[f"{shape}_{kind}"].append(m)
+        print(f"run {i + 1}/{a.repeat}: " + "  ".join(f"{k} {v[-1].wall:.2f}s" for k, v in res.items()),
+              file=sys.stderr)
+    med = {k: (statistics.median(m.wall for m in v), statistics.median(m.rss_kb for m in v)) for k, v in res.items()}
+    print(f"\nimagebuild lock, 3 roles x 2 arches against 1 role x 1 arch — base {'given' if base else 'none'}, "
+          f"median of {a.repeat}")
+    print(f"{'':<34} {'wall':>11} {'peak RSS':>14}")
+    for k, (w, rss) in med.items():
+        print(f"{k:<34} {w:9.2f} s {rss / 1024:10.0f} MiB")
+    ratios = {kind: med[f"3x2_{kind}"][0] / med[f"1x1_{kind}"][0] for kind in ("cold", "warm")}
+    for kind, r in ratios.items():
+        print(f"{'ratio ' + kind + ' 3x2/1x1':<34} {r:9.2f} x   target <= {TARGET_SCALE}x  "
+              f"{'OK' if r <= TARGET_SCALE else 'MISSED'}")
+    if a.json:
+        a.json.write_text(json.dumps({
+            "scale": True, "repeat": a.repeat, "ratios": ratios,
+            "runs": {k: [{"wall_s": m.wall, "peak_rss_kb": m.rss_kb} for m in v] for k, v in res.items()},
+        }, indent=2) + "\n")
+    return 1 if a.check_targets and max(ratios.values()) > TARGET_SCALE else 0
 
 
 if __name__ == "__main__":

@@ -138,6 +138,12 @@ def download(url: str, dest: Path, *, sha256: str, size: int | None = None, time
 _session: Any = None
 
 
+def forget_session() -> None:
+    """In a forked child: open connections of its own, not the parent's."""
+    global _session
+    _session = None
+
+
 def session() -> Any:
     """The run's requests Session: connections reused per host, urllib3 retrying 429/5xx with backoff that honours
     Retry-After (capped), proxies from the environment as requests reads them."""

@@ -7,6 +7,8 @@ import contextlib
 import difflib
 import hashlib
 import json
+import os
+import signal
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -251,10 +253,70 @@ def _locked_packages(res: Resolution, universe: Universe, weak: bool = False) ->
 
 def resolve_all(config: Config, cache: Cache | None = None) -> Lock:
     cache = cache or Cache()
+    deb = [(d, arch) for name, d in sorted(config.distros.items()) if d.family is Family.DEB
+           and any(r.distro == name for r in config.roles.values()) for arch in d.arches]
+    helper = _Prefill(deb[1:], config, cache)
+    try:
+        return _resolve_all(config, cache, helper)
+    finally:
+        helper.stop()
+
+
+class _Prefill:
+    """The Packages indices of the deb distro × arch targets after the first, read into the cache by a child
+    process on another core while this one reads and resolves the first (a cold lock's work is decompressing and
+    parsing, one core's worth per target). Only the cache is shared, written atomically: the parent reads each
+    target itself as before, from the cache the child filled (or, if the child failed, from the repositories).
+    Nothing the child does is reported; its errors are met again, and reported, by the parent."""
+
+    def __init__(self, jobs: list[tuple[Distro, str]], config: Config, cache: Cache) -> None:
+        self.pid, self.done = 0, 0
+        if not jobs or (os.cpu_count() or 1) < 2:
+            return
+        self.pipe, out = os.pipe()
+        self.pid = os.fork()
+        if self.pid:
+            os.close(out)
+            return
+        code = 1
+        try:
+            os.close(self.pipe)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            from imagebuild import fetch
+
+            fetch.forget_session()  # the parent's connections are the parent's
+            for distro, arch in jobs:
+                _load_distro_arch(distro, arch, config, cache, {}, {})
+                os.write(out, b".")  # one more target in the cache
+            code = 0
+        finally:
+            os._exit(code)  # nothing of the parent's runs here: no atexit, no buffered output
+
+    def wait(self, n: int) -> None:
+        """Before the parent reads the child's `n`th target: until the child has it in the cache (or has stopped)."""
+        while self.pid and self.done < n:
+            got = os.read(self.pipe, 64)
+            if not got:
+                self.stop()
+            self.done += len(got)
+
+    def stop(self) -> None:
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)  # its temporary files go with it, as in an interrupted run
+            os.waitpid(self.pid, 0)
+            os.close(self.pipe)
+            self.pid = 0
+
+
+def _resolve_all(config: Config, cache: Cache, helper: _Prefill) -> Lock:
     releases: dict[tuple[str, str], tuple[ReleaseInfo, Release]] = {}
     resolved: dict[tuple[str, str], str] = {}
     repos: list[LockedRepo] = []
     targets: list[LockedTarget] = []
+    n = 0  # deb targets read so far
     for dname, distro in sorted(config.distros.items()):
         roles = [r for _, r in sorted(config.roles.items()) if r.distro == dname]
         if not roles:
@@ -266,6 +328,8 @@ def resolve_all(config: Config, cache: Cache | None = None) -> Lock:
                 targets.extend(rpm_targets)
             continue
         for arch in distro.arches:
+            helper.wait(n)
+            n += 1
             with log.step(f"{dname}/{arch}: reading repositories"):
                 t = _load_distro_arch(distro, arch, config, cache, releases, resolved)
             repos.extend(t.repos)
