@@ -272,8 +272,11 @@ class RpmResolver:
                 self.excluded[s.id] = "modular filtering"
         if self.excluded:
             # with no considered list every solvable is considered; dnf likewise only sets one to exclude
-            self.pool.set_considered_list([i for i in range(1, len(self.pool.solvables)) if i not in self.excluded])
-            self.pool.createwhatprovides()
+            self._consider_all_but_excluded()
+
+    def _consider_all_but_excluded(self) -> None:
+        # whatprovides stays as it is: with POOL_FLAG_WHATPROVIDESWITHDISABLED it holds the disabled ones too
+        self.pool.set_considered_list(sorted(set(range(1, len(self.pool.solvables))).difference(self.excluded)))
 
     def only(self, keep: Callable[[solv.XSolvable], bool], why_not: str,
              excluded_by: Callable[[solv.XSolvable], str | None]) -> None:
@@ -286,8 +289,7 @@ class RpmResolver:
             why = excluded_by(s) or (None if keep(s) else why_not)
             if why is not None:
                 self.excluded[s.id] = why
-        self.pool.set_considered_list([i for i in range(1, len(self.pool.solvables)) if i not in self.excluded])
-        self.pool.createwhatprovides()
+        self._consider_all_but_excluded()
 
     def hidden(self, spec: str) -> set[str]:
         """Why every repo package `spec` names is hidden (empty: some are visible, or it names none)."""
