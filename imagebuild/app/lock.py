@@ -271,7 +271,7 @@ class _Prefill:
 
     def __init__(self, jobs: list[tuple[Distro, str]], config: Config, cache: Cache) -> None:
         self.pid, self.done = 0, 0
-        if not jobs or (os.cpu_count() or 1) < 2:
+        if not jobs or len(os.sched_getaffinity(0)) < 2:  # the CPUs this process may run on
             return
         self.pipe, out = os.pipe()
         self.pid = os.fork()
