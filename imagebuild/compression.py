@@ -128,6 +128,31 @@ def decompress(name: str, data: bytes) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def decompress_chunks(name: str, data: bytes, step: int = 1 << 20) -> Iterator[bytes]:
+    """What `decompress` gives (and refuses), in pieces of about `step` bytes, decompressed by a thread ahead of
+    the reader: the libraries release the GIL, so a reader that parses each piece runs on another core meanwhile
+    (the floor of a cold lock is the decompression)."""
+    import queue
+    import threading
+
+    pieces: queue.SimpleQueue[bytes | BaseException | None] = queue.SimpleQueue()
+
+    def work() -> None:
+        try:
+            if not _read(name, data, pieces.put, step):
+                pieces.put(data)
+            pieces.put(None)
+        except BaseException as e:  # noqa: BLE001  (handed to the reader, raised there)
+            pieces.put(e)
+
+    threading.Thread(target=work, name=f"decompress {name}", daemon=True).start()
+    while (piece := pieces.get()) is not None:
+        if isinstance(piece, BaseException):
+            raise piece
+        if piece:
+            yield piece
+
+
 def check(name: str, data: bytes) -> None:
     """What `decompress` would refuse is refused here, without keeping the output: for a file handed on
     compressed (libsolv reads primary.xml.gz itself, with no bound)."""

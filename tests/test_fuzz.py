@@ -47,7 +47,13 @@ from conftest import REPO_ROOT  # noqa: E402
 
 from imagebuild import compression  # noqa: E402
 from imagebuild.apt import repository as apt_repository  # noqa: E402
-from imagebuild.apt.packages import FIELDS, mention_order, parse_relations, parse_stanzas  # noqa: E402
+from imagebuild.apt.packages import (  # noqa: E402
+    FIELDS,
+    mention_order,
+    parse_relations,
+    parse_stanza_chunks,
+    parse_stanzas,
+)
 from imagebuild.apt.release import check_validity, parse_release  # noqa: E402
 from imagebuild.apt.repository import PackagesIndex, ReleaseInfo  # noqa: E402
 from imagebuild.apt.resolver import Resolver  # noqa: E402
@@ -256,9 +262,13 @@ def _universe(records: list[tuple[str, ...]], base: list[tuple[str, ...]] | None
 
 
 @fuzz(400)
-@given(packages_file())
-def test_packages_stanzas(data: bytes) -> None:
+@given(packages_file(), st.lists(st.integers(0, 1 << 16), max_size=8))
+def test_packages_stanzas(data: bytes, cuts: list[int]) -> None:
     records = typed(parse_stanzas, data)
+    # the same records (or the same refusal) from the file in pieces, as a decompressing thread hands it over
+    at = sorted({min(c, len(data)) for c in cuts})
+    pieces = [data[i:j] for i, j in zip([0, *at], [*at, len(data)], strict=True)]
+    assert typed(parse_stanza_chunks, pieces) == records
     if records is None:
         return
     assert all(len(r) == len(FIELDS) and all(isinstance(f, str) for f in r) for r in records)
@@ -380,6 +390,8 @@ def test_decompress(ext: str, payload: bytes, members: int, damage: str, data: s
     elif damage == "prepend":
         blob = data.draw(st.binary(min_size=1, max_size=20)) + blob
     out = typed(compression.decompress, f"Packages{ext}", blob)
+    step = data.draw(st.integers(1, 4096))
+    assert typed(lambda: b"".join(compression.decompress_chunks(f"Packages{ext}", blob, step))) == out
     if damage == "none":
         assert out == payload * members
     if damage == "truncate" and len(blob) % len(member):  # a cut inside a member (stream, frame) is an error
@@ -403,6 +415,8 @@ def test_decompression_bombs_are_bounded(ext: str, monkeypatch: pytest.MonkeyPat
         compression.decompress(f"Packages{ext}", bomb)
     with pytest.raises(ImagebuildError, match="decompresses to more than"):
         compression.check(f"primary.xml{ext}", bomb)
+    with time_limit(10, "bomb"), pytest.raises(ImagebuildError, match="decompresses to more than 8 MiB"):
+        b"".join(compression.decompress_chunks(f"Packages{ext}", bomb))
     assert compression.limit(1) == 8 << 20 and compression.limit(1 << 40) == compression.MAX_LIMIT
 
 

@@ -29,10 +29,32 @@ Record = tuple[str, ...]
 
 def parse_stanzas(data: bytes) -> list[Record]:
     """Every stanza that has a Package field, as a record. Bytes are decoded as UTF-8 per field."""
-    # latin-1 maps bytes 1:1 and is the fastest decode; fields we keep are re-decoded as UTF-8 below
-    text = data.decode("latin-1")
-    slot = _SLOT
+    return parse_stanza_chunks((data,))
+
+
+def parse_stanza_chunks(chunks: Iterable[bytes]) -> list[Record]:
+    """parse_stanzas of the concatenated `chunks`, each parsed up to its last complete stanza as it comes (a
+    decompressing thread can run ahead meanwhile)."""
     records: list[Record] = []
+    carry, seen = "", False
+    for chunk in chunks:
+        # latin-1 maps bytes 1:1 and is the fastest decode
+        text = carry + chunk.decode("latin-1")
+        seen = seen or bool(text.strip())
+        cut = text.rfind("\n\n")
+        if cut < 0:
+            carry = text
+            continue
+        _parse(text[:cut], records)
+        carry = text[cut + 2:]
+    _parse(carry, records)
+    if seen and not records:
+        raise RepositoryError("no package stanzas found (is this a Packages file?)")
+    return records
+
+
+def _parse(text: str, records: list[Record]) -> None:
+    slot = _SLOT
     for stanza in text.split("\n\n"):
         values = list(_EMPTY)
         found = False
@@ -46,9 +68,6 @@ def parse_stanzas(data: bytes) -> list[Record]:
                 found = found or i == R_NAME
         if found:
             records.append(tuple(values))
-    if text and not records and text.strip():
-        raise RepositoryError("no package stanzas found (is this a Packages file?)")
-    return records
 
 
 class Relation(NamedTuple):

@@ -20,9 +20,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import overload
 
-from imagebuild.apt.packages import FIELDS, Record, mention_order, parse_stanzas
+from imagebuild.apt.packages import FIELDS, Record, mention_order, parse_stanza_chunks
 from imagebuild.apt.release import Release, check_validity, parse_release
-from imagebuild.compression import decompress
+from imagebuild.compression import decompress_chunks
 from imagebuild.config import AptRepo
 from imagebuild.errors import RepositoryError
 from imagebuild.fetch import Cache, NotFound, fetch, redact
@@ -227,7 +227,7 @@ def read_packages(repo: AptRepo, base: str, info: ReleaseInfo, release: Release,
                 continue
             try:
                 with gc_paused():
-                    records = parse_stanzas(decompress(path, data))
+                    records = parse_stanza_chunks(decompress_chunks(path, data))
             except RepositoryError as e:
                 raise RepositoryError(f"{what}: {path}: {e.message}") from None
             write_records(parsed_key, records)
