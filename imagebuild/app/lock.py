@@ -515,8 +515,6 @@ def write_outputs(root: Path, files: dict[str, str]) -> list[str]:
     """Write the lock and BOMs that changed, as one commit: SIGINT/SIGTERM are held while the files are renamed
     into place (BOMs first, the lock last), so an interrupted run leaves either the old outputs or the new ones
     (SIGALRM too: `__main__` delivers a signal again with it)."""
-    import signal
-
     held = {signal.SIGINT, signal.SIGTERM, signal.SIGALRM}
     old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
