@@ -8,6 +8,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
 @contextlib.contextmanager
@@ -69,23 +70,30 @@ def write_atomic(path: Path, data: str | bytes) -> bool:
             return False
     except OSError:
         pass
+    with atomic_file(path) as f:
+        f.write(raw)
+    return True
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A file to write `path` through: a temp file beside it, flushed to disk and renamed over `path` when the block
+    ends, removed if it raises. A failure is a WriteError naming `path`; the file is then as it was."""
     try:
-        return _write(path, raw)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     except OSError as e:
         raise WriteError(e.errno, f"{path}: cannot write: {e.strerror or e}") from None
-
-
-def _write(path: Path, raw: bytes) -> bool:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(raw)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteError(e.errno, f"{path}: cannot write: {e.strerror or e}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return True

@@ -203,13 +203,28 @@ def _universe(arch: str, indices: list[tuple[PackagesIndex, int]], cache: Cache)
 
     saved = cache.derived_path("universe", store_key(arch, indices))
     universe = Universe.load(saved, arch, indices)
-    if universe is None:
+    if universe is None and _save_universe(arch, indices, saved):
+        universe = Universe.load(saved, arch, indices)  # read as a warm run reads it
+    if universe is None:  # the cache is unwritable: built in memory
         universe = Universe(arch)
         for index, priority in indices:
             universe.add(index.records, index, priority)
-        with contextlib.suppress(OSError):  # an unwritable cache costs the building next time, nothing else
-            universe.save(saved)
     return universe
+
+
+def _save_universe(arch: str, indices: list[tuple[PackagesIndex, int]], saved: Path) -> bool:
+    """Build the universe of `indices` for saving only, without holding their records (a cold lock's memory is
+    the records), and save it; whether that worked."""
+    from imagebuild.apt.universe import Universe
+
+    built = Universe(arch)
+    for index, priority in indices:
+        built.add(index.records, index, priority, keep=False)
+    try:
+        built.save(saved)
+    except OSError:
+        return False
+    return True
 
 
 def _depends(v: Version, installed: dict[str, Version], weak: bool, universe: Universe) -> tuple[str, ...]:

@@ -10,7 +10,6 @@ import array
 import contextlib
 import functools
 import hashlib
-import itertools
 import marshal
 import mmap
 import struct
@@ -26,7 +25,7 @@ from imagebuild.compression import decompress_chunks
 from imagebuild.config import AptRepo
 from imagebuild.errors import RepositoryError
 from imagebuild.fetch import Cache, NotFound, fetch, redact
-from imagebuild.fsutil import gc_paused, write_atomic
+from imagebuild.fsutil import atomic_file, gc_paused, write_atomic
 from imagebuild.openpgp import verify_signature
 
 COMPRESSIONS = (".xz", ".gz", ".bz2", "")
@@ -129,9 +128,17 @@ class RecordFile(Sequence[Record]):
 
 
 def write_records(path: Path, records: Sequence[Record]) -> None:
-    blobs = [marshal.dumps(r) for r in records]
-    ends = array.array("Q", itertools.accumulate(map(len, blobs)))
-    write_atomic(path, b"".join([_MAGIC, struct.pack("<Q", len(blobs)), ends.tobytes(), *blobs]))
+    """The records as RecordFile reads them, marshalled one by one into the file (after room for the offsets,
+    written last): all of them marshalled at once would hold a second copy of the index in memory."""
+    ends = array.array("Q")
+    with atomic_file(path) as f:
+        f.seek(len(_MAGIC) + 8 + 8 * len(records))
+        end = 0
+        for r in records:
+            end += f.write(marshal.dumps(r))
+            ends.append(end)
+        f.seek(0)
+        f.write(_MAGIC + struct.pack("<Q", len(records)) + ends.tobytes())
 
 
 def _record_file(path: Path) -> RecordFile | None:
@@ -231,6 +238,11 @@ def read_packages(repo: AptRepo, base: str, info: ReleaseInfo, release: Release,
             except RepositoryError as e:
                 raise RepositoryError(f"{what}: {path}: {e.message}") from None
             write_records(parsed_key, records)
+            mentions_key = cache.derived_path("parsed", f"{entry.sha256}-{arch}-mentions-{_PARSED_FORMAT}")
+            mentions = _mentions(mentions_key, records, arch)
+            # from here on read as a warm run reads them: the parsed list goes, and memory with it
+            records = _record_file(parsed_key) or records
+            return PackagesIndex(info, component, path, entry.sha256, base, records, mentions)
         mentions_key = cache.derived_path("parsed", f"{entry.sha256}-{arch}-mentions-{_PARSED_FORMAT}")
         return PackagesIndex(info, component, path, entry.sha256, base, records,
                              functools.partial(_mentions, mentions_key, records, arch))

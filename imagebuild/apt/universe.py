@@ -168,7 +168,9 @@ class Universe:
             pid = self._ids[name] = len(self._ids)
         return pid
 
-    def add(self, records: Iterable[Record], index: PackagesIndex | None, priority: int) -> None:
+    def add(self, records: Iterable[Record], index: PackagesIndex | None, priority: int, keep: bool = True) -> None:
+        """Add the records of one index (None: the base's status file). Without `keep`, only what `save` writes is
+        kept (names, provides, where each package's records are), not the records."""
         arch = self.arch
         raw = self._raw
         ids = self._ids
@@ -197,11 +199,12 @@ class Universe:
                         positions[name] = [number, r]
                     else:
                         where += (number, r)
-                entries = lookup(name)
-                if entries is None:
-                    raw[name] = [(rec, index, priority)]
-                else:
-                    entries.append((rec, index, priority))
+                if keep:
+                    entries = lookup(name)
+                    if entries is None:
+                        raw[name] = [(rec, index, priority)]
+                    else:
+                        entries.append((rec, index, priority))
                 if rec[R_PROVIDES]:
                     # only the names here; versions are parsed when a provider is looked at
                     for part in rec[R_PROVIDES].split(","):
