@@ -45,7 +45,7 @@ from apt_oracle import (  # noqa: E402
     parse_status,
     set_diff,
 )
-from measure import Measured, run_measured  # noqa: E402  (bench/, beside this script)
+from measure import Measured, lock_cold_warm, run_measured  # noqa: E402  (bench/, beside this script)
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "debian-20261122"
 SNAPSHOT = "20261122T000000Z"  # when DEFAULT_DATA was captured: its Releases are valid then, not "now"
@@ -142,34 +142,18 @@ def main() -> int:
     if a.imagebuild is None:  # this checkout; a given command runs the imagebuild it has (another checkout)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     ib_cmd = (a.imagebuild or f"{sys.executable} -m imagebuild").split()
-    if a.scale:
-        try:
-            return scale(a, work, url, env, ib_cmd, base)
-        finally:
-            server.shutdown()
-            server.server_close()
-            if not a.keep:
-                shutil.rmtree(work, ignore_errors=True)
-            else:
-                print(f"work dir kept: {work}", file=sys.stderr)
     res: dict[str, list[Measured]] = {k: [] for k in ("ib_cold", "ib_warm", "apt_update", "apt_sim_cold",
                                                        "apt_cold", "apt_warm")}
     ib_set = apt_set = None
     try:
+        if a.scale:
+            return scale(a, work, url, env, ib_cmd, base)
         for i in range(a.repeat):
-            # imagebuild: fresh cache -> cold; second run, same cache, fresh output dir -> warm
-            cache = work / f"ib-cache-{i}"
-            cache.mkdir()
-            e = {**env, "IMAGEBUILD_CACHE": str(cache)}
-            for kind in ("cold", "warm"):
-                d = work / f"ib-{i}-{kind}"
-                d.mkdir()
-                cfg = write_config(d, url, a.arch, base, a.recommends, a.packages)
-                m = run_measured([*ib_cmd, "--config", str(cfg), "lock"], e, cwd=d)
-                if m.rc != 0:
-                    fail(f"imagebuild lock ({kind})", m)
-                res[f"ib_{kind}"].append(m)
-                ib_set = read_bom(d / "boms" / f"compute-{a.arch}.bom")
+            cold, warm, d = lock_cold_warm(ib_cmd, env, work, str(i), functools.partial(
+                write_config, url=url, arch=a.arch, base=base, recommends=a.recommends, pkgs=a.packages))
+            res["ib_cold"].append(cold)
+            res["ib_warm"].append(warm)
+            ib_set = read_bom(d / "boms" / f"compute-{a.arch}.bom")
 
             # apt: empty root -> update + simulate (cold); simulate again (warm)
             oracle = AptOracle(work / f"apt-{i}")
@@ -250,21 +234,15 @@ def scale(a: argparse.Namespace, work: Path, url: str, env: dict[str, str], ib_c
         for arch in ("amd64", "arm64"):
             (work / f"base-{arch}.status").write_text(text.replace("Architecture: amd64", f"Architecture: {arch}"))
         base = str(work / "base-{arch}.status")
-    shapes = {"1x1": ("amd64", {"compute": COMPUTE}), "3x2": (["amd64", "arm64"], ROLES)}
+    shapes: dict[str, tuple[str | list[str], dict[str, list[str]]]] = {
+        "1x1": ("amd64", {"compute": COMPUTE}), "3x2": (["amd64", "arm64"], ROLES)}
     res: dict[str, list[Measured]] = {f"{s}_{k}": [] for s in shapes for k in ("cold", "warm")}
     for i in range(a.repeat):
         for shape, (arches, roles) in shapes.items():
-            cache = work / f"ib-cache-{shape}-{i}"
-            cache.mkdir()
-            e = {**env, "IMAGEBUILD_CACHE": str(cache)}
-            for kind in ("cold", "warm"):
-                d = work / f"ib-{shape}-{i}-{kind}"
-                d.mkdir()
-                cfg = write_config(d, url, arches, base, a.recommends, roles)
-                m = run_measured([*ib_cmd, "--config", str(cfg), "lock"], e, cwd=d)
-                if m.rc != 0:
-                    fail(f"imagebuild lock ({shape}, {kind})", m)
-                res[f"{shape}_{kind}"].append(m)
+            cold, warm, _ = lock_cold_warm(ib_cmd, env, work, f"{shape}-{i}", functools.partial(
+                write_config, url=url, arch=arches, base=base, recommends=a.recommends, pkgs=roles))
+            res[f"{shape}_cold"].append(cold)
+            res[f"{shape}_warm"].append(warm)
         print(f"run {i + 1}/{a.repeat}: " + "  ".join(f"{k} {v[-1].wall:.2f}s" for k, v in res.items()),
               file=sys.stderr)
     med = {k: (statistics.median(m.wall for m in v), statistics.median(m.rss_kb for m in v)) for k, v in res.items()}

@@ -48,7 +48,7 @@ from xml.sax.saxutils import escape, quoteattr
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
-from measure import Measured, run_measured  # noqa: E402  (bench/, beside this script)
+from measure import Measured, lock_cold_warm, run_measured  # noqa: E402  (bench/, beside this script)
 from rpmrepos import REPO_IDS, SOURCE_DATE_EPOCH, build_rpm_repos, missing_tools  # noqa: E402
 
 SYNTH_ID = "synth"
@@ -660,18 +660,10 @@ def main() -> int:
     try:
         repos, sizes = prepare_repos((a.fixtures or work / "repos").resolve(), a.synthetic, a.seed)
         for i in range(a.repeat):
-            cache = work / f"ib-cache-{i}"
-            cache.mkdir()
-            e = {**ib_env, "IMAGEBUILD_CACHE": str(cache)}
-            for kind in ("cold", "warm"):
-                d = work / f"ib-{i}-{kind}"
-                d.mkdir()
-                cfg = write_config(d, repos, a.packages)
-                m = run_measured([*ib_cmd, "--config", str(cfg), "lock"], e, cwd=d)
-                if m.rc != 0:
-                    fail(f"imagebuild lock ({kind})", m)
-                res[f"ib_{kind}"].append(m)
-                ib_set = read_bom(d / "boms" / f"compute-{ARCH}.bom")
+            cold, warm, d = lock_cold_warm(ib_cmd, ib_env, work, str(i), lambda d: write_config(d, repos, a.packages))
+            res["ib_cold"].append(cold)
+            res["ib_warm"].append(warm)
+            ib_set = read_bom(d / "boms" / f"compute-{ARCH}.bom")
 
             root = work / f"dnf-{i}"
             root.mkdir()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,3 +30,23 @@ def run_measured(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -
         wall = time.perf_counter() - t0
         out.seek(0)
         return Measured(wall, ru.ru_maxrss, os.waitstatus_to_exitcode(status), out.read(), ru.ru_utime + ru.ru_stime)
+
+
+def lock_cold_warm(ib_cmd: list[str], env: dict[str, str], work: Path, tag: str,
+                   write_config: Callable[[Path], Path]) -> tuple[Measured, Measured, Path]:
+    """`imagebuild lock` with an empty IMAGEBUILD_CACHE (cold), then again with the cache it left and a fresh
+    output dir, so only the metadata cache is warm: both runs, and the warm run's project dir. Each project is
+    `work/ib-TAG-{cold,warm}`, written by `write_config(dir)` (which returns the config's path); the cache is
+    `work/ib-cache-TAG`. A failed run ends the benchmark, with its output."""
+    cache = work / f"ib-cache-{tag}"
+    cache.mkdir()
+    e = {**env, "IMAGEBUILD_CACHE": str(cache)}
+    runs = []
+    for kind in ("cold", "warm"):
+        d = work / f"ib-{tag}-{kind}"
+        d.mkdir()
+        m = run_measured([*ib_cmd, "--config", str(write_config(d)), "lock"], e, cwd=d)
+        if m.rc != 0:
+            sys.exit(f"imagebuild lock ({kind}) failed (exit {m.rc}):\n{m.out[-4000:]}")
+        runs.append(m)
+    return runs[0], runs[1], d
