@@ -225,6 +225,7 @@ def read_packages(repo: AptRepo, base: str, info: ReleaseInfo, release: Release,
     for path in candidates:
         entry = release.files[path]
         parsed_key = cache.derived_path("parsed", f"{entry.sha256}-{_PARSED_FORMAT}")
+        mentions_key = cache.derived_path("parsed", f"{entry.sha256}-{arch}-mentions-{_PARSED_FORMAT}")
         records: Sequence[Record] | None = _record_file(parsed_key)
         if records is None:
             try:
@@ -238,12 +239,10 @@ def read_packages(repo: AptRepo, base: str, info: ReleaseInfo, release: Release,
             except RepositoryError as e:
                 raise RepositoryError(f"{what}: {path}: {e.message}") from None
             write_records(parsed_key, records)
-            mentions_key = cache.derived_path("parsed", f"{entry.sha256}-{arch}-mentions-{_PARSED_FORMAT}")
             mentions = _mentions(mentions_key, records, arch)
             # from here on read as a warm run reads them: the parsed list goes, and memory with it
             records = _record_file(parsed_key) or records
             return PackagesIndex(info, component, path, entry.sha256, base, records, mentions)
-        mentions_key = cache.derived_path("parsed", f"{entry.sha256}-{arch}-mentions-{_PARSED_FORMAT}")
         return PackagesIndex(info, component, path, entry.sha256, base, records,
                              functools.partial(_mentions, mentions_key, records, arch))
     assert last_error is not None
