@@ -12,11 +12,13 @@ from typing import Any
 _verbosity = 0
 _depth = 0
 _quiet = False
+_warned: set[str] = set()
 
 
 def set_verbosity(level: int, quiet: bool = False) -> None:
     global _verbosity, _quiet
     _verbosity, _quiet = level, quiet
+    _warned.clear()  # a new run (the CLI sets this first)
 
 
 def info(message: str) -> None:
@@ -30,7 +32,11 @@ def debug(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    """Print a warning, once per run: the same one again (from another target, or relayed from a child process
+    that worked ahead) is not repeated."""
+    if message not in _warned:
+        _warned.add(message)
+        print(f"warning: {message}", file=sys.stderr)
 
 
 def error(message: str) -> None:

@@ -1,6 +1,6 @@
 """Two writing runs in one project serialise on a file lock: the second waits (saying so) or, with --no-wait,
-fails at once naming the holder; both end with the same correct outputs. And the child one cold lock forks to read
-later targets into the cache does that, or fails without effect."""
+fails at once naming the holder; both end with the same correct outputs. And the child a lock forks to lock the
+later deb targets gives the parent's own result, or fails without effect."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from imagebuild.app.lock import _load_distro_arch, _Prefill
+from imagebuild import log
+from imagebuild.app import lock as lock_module
+from imagebuild.app.lock import _Ahead, _lock_deb, _roles_of
 from imagebuild.config import load_config
 from imagebuild.fetch import Cache
+from imagebuild.lockfile import Lock, render_lock
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gpu-cluster"
 
@@ -62,31 +65,71 @@ def test_a_second_run_waits_or_fails_with_no_wait(tmp_path: Path) -> None:
     assert not [p for p in proj.rglob(".*") if p.name != ".imagebuild.lock" and p.is_file()]  # no temp files left
 
 
-def test_the_prefill_child_reads_later_targets_into_the_cache_or_fails_quietly(tmp_path: Path) -> None:
-    """A cold lock of several deb distro × arch targets has a forked child read the later ones into the cache on
-    the second core. It fills the cache (the parent then loads that target from it without parsing anything), and
-    a child that fails leaves the parent waiting for nothing and reporting nothing."""
+def test_the_child_locks_later_targets_as_the_parent_would_or_fails_quietly(tmp_path: Path) -> None:
+    """A lock of several deb distro × arch targets has a forked child lock the later ones on the second core. Its
+    result is what the parent computes itself, byte for byte in the lock; it is taken only if it was resolved
+    against the Releases the run already holds; what it printed is printed by the parent when taken (a warning
+    the parent already gave, once); a child that fails leaves the parent waiting for nothing and reporting
+    nothing."""
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("one CPU: no child is forked")
     config = load_config(_project(tmp_path) / "imagebuild.toml")
     distro = config.distros["bookworm"]
+    roles = _roles_of(config, "bookworm")
     cache = Cache(tmp_path / "cache")
-    helper = _Prefill([(distro, "arm64")], config, cache)
-    assert helper.pid
-    helper.wait(1)
-    assert helper.done == 1
-    helper.stop()
-    saved = list((tmp_path / "cache" / "universe").rglob("*"))
-    assert [p for p in saved if p.is_file()], "the child saved the arm64 universe"
-    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*") if p.is_file()}
-    target = _load_distro_arch(distro, "arm64", config, cache, {}, {})
-    assert target.universe.get("slurmd") is not None
-    after = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*") if p.is_file()}
-    assert after == before, "the parent read the arm64 target from what the child wrote"
+    releases: dict = {}
+    resolved: dict[tuple[str, str], str] = {}
+    mine = _lock_deb(distro, "amd64", roles, config, cache, releases, resolved)
+    log.set_verbosity(1)
+    ahead = _Ahead([(distro, "arm64", roles)], config, cache)
+    assert ahead.pid
+    theirs = ahead.take(0, dict(releases), dict(resolved))
+    ahead.close()
+    assert theirs is not None
+    alone = _lock_deb(distro, "arm64", roles, config, Cache(tmp_path / "cache-alone"), {}, {})
+    assert render_lock(Lock("x", (*mine[0], *theirs[0]), (*mine[1], *theirs[1]))) == \
+        render_lock(Lock("x", (*mine[0], *alone[0]), (*mine[1], *alone[1])))
+
+    # another InRelease than the one this run read: not taken
+    (key, (info, release)), *_ = releases.items()
+    changed = {**releases, key: (dataclasses.replace(info, sha256="0" * 64), release)}
+    ahead = _Ahead([(distro, "arm64", roles)], config, cache)
+    assert ahead.take(0, changed, dict(resolved)) is None
+    ahead.close()
 
     broken = dataclasses.replace(distro, repos=tuple(dataclasses.replace(r, url=f"file://{tmp_path}/nowhere")
                                                      for r in distro.repos))
-    helper = _Prefill([(broken, "arm64")], config, Cache(tmp_path / "cache2"))
-    helper.wait(1)  # returns: the child ended without the target
-    assert (helper.pid, helper.done) == (0, 0)
-    helper.stop()
+    ahead = _Ahead([(broken, "arm64", roles)], config, Cache(tmp_path / "cache2"))
+    assert ahead.take(0, {}, {}) is None  # returns: the child ended without the target
+    assert ahead.pid == 0
+    ahead.close()
+
+
+def test_the_child_s_output_is_printed_by_the_parent_and_a_warning_once(tmp_path: Path,
+                                                                         capfd: pytest.CaptureFixture[str]) -> None:
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU: no child is forked")
+    config = load_config(_project(tmp_path) / "imagebuild.toml")
+    distro = config.distros["bookworm"]
+    roles = _roles_of(config, "bookworm")[:1]
+    log.set_verbosity(1)
+    log.warn("said by the parent")
+    real_lock_deb = lock_module._lock_deb
+
+    def chatty(*args: object) -> object:
+        log.warn("said by the parent")
+        log.warn("said by the child")
+        return real_lock_deb(*args)  # type: ignore[arg-type]
+
+    lock_module._lock_deb = chatty  # type: ignore[assignment]
+    try:
+        ahead = _Ahead([(distro, "arm64", roles)], config, Cache(tmp_path / "cache"))
+    finally:
+        lock_module._lock_deb = real_lock_deb
+    assert ahead.take(0, {}, {}) is not None
+    ahead.close()
+    err = capfd.readouterr().err
+    log.set_verbosity(0)
+    assert err.count("warning: said by the parent") == 1 and err.count("warning: said by the child") == 1, err
+    assert f"{distro.name}/arm64: reading repositories" in err and err.index("said by the child") < \
+        err.index("/arm64: reading repositories"), err

@@ -8,7 +8,11 @@ import difflib
 import hashlib
 import json
 import os
+import pickle
 import signal
+import struct
+import sys
+import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -268,27 +272,44 @@ def _locked_packages(res: Resolution, universe: Universe, weak: bool = False) ->
 
 def resolve_all(config: Config, cache: Cache | None = None) -> Lock:
     cache = cache or Cache()
-    deb = [(d, arch) for name, d in sorted(config.distros.items()) if d.family is Family.DEB
-           and any(r.distro == name for r in config.roles.values()) for arch in d.arches]
-    helper = _Prefill(deb[1:], config, cache)
+    deb = [(d, arch, _roles_of(config, name)) for name, d in sorted(config.distros.items())
+           if d.family is Family.DEB and _roles_of(config, name) for arch in d.arches]
+    ahead = _Ahead(deb[1:], config, cache)
     try:
-        return _resolve_all(config, cache, helper)
+        return _resolve_all(config, cache, ahead)
     finally:
-        helper.stop()
+        ahead.close()
 
 
-class _Prefill:
-    """The Packages indices of the deb distro × arch targets after the first, read into the cache by a child
-    process on another core while this one reads and resolves the first (a cold lock's work is decompressing and
-    parsing, one core's worth per target). Only the cache is shared, written atomically: the parent reads each
-    target itself as before, from the cache the child filled (or, if the child failed, from the repositories).
-    Nothing the child does is reported; its errors are met again, and reported, by the parent."""
+def _roles_of(config: Config, distro: str) -> list[Role]:
+    return [r for _, r in sorted(config.roles.items()) if r.distro == distro]
 
-    def __init__(self, jobs: list[tuple[Distro, str]], config: Config, cache: Cache) -> None:
-        self.pid, self.done = 0, 0
+
+_DebJob = tuple[Distro, str, list[Role]]
+_Releases = dict[tuple[str, str], tuple["ReleaseInfo", "Release"]]
+
+
+class _Ahead:
+    """The deb distro × arch targets after the first, locked by a child process on another core while this one
+    locks the first: reading the indices (cold: decompressing and parsing) and resolving the roles are one core's
+    worth per target. Each result is the same function of the same inputs the parent would compute
+    (`_lock_deb`), handed over pickled in a file of its own, with the Releases and snapshot ids it was resolved
+    against: the parent takes it only if those agree with what the run has already read (a repository that
+    changed between the two reads is read once more, by the parent, as before). What the child prints is kept and
+    printed by the parent when it takes the result; a child that fails or is not taken costs nothing but its
+    core: the parent locks that target itself and reports what goes wrong."""
+
+    def __init__(self, jobs: list[_DebJob], config: Config, cache: Cache) -> None:
+        self.pid, self.taken, self.read, self.relayed = 0, 0, 0, 0
+        self.files = contextlib.ExitStack()
         if not jobs or len(os.sched_getaffinity(0)) < 2:  # the CPUs this process may run on
             return
+        # both closed by close(). The child writes them, and says after each result where the two files end;
+        # the parent reads them with pread (their file offset is the child's: one open file for both)
+        self.results = self.files.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
+        self.err = self.files.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
         self.pipe, out = os.pipe()
+        sys.stderr.flush()
         self.pid = os.fork()
         if self.pid:
             os.close(out)
@@ -298,24 +319,56 @@ class _Prefill:
             os.close(self.pipe)
             null = os.open(os.devnull, os.O_WRONLY)
             os.dup2(null, 1)
-            os.dup2(null, 2)
+            os.dup2(self.err.fileno(), 2)
             from imagebuild import fetch
 
             fetch.forget_session()  # the parent's connections are the parent's
-            for distro, arch in jobs:
-                _load_distro_arch(distro, arch, config, cache, {}, {})
-                os.write(out, b".")  # one more target in the cache
+            releases: _Releases = {}
+            resolved: dict[tuple[str, str], str] = {}
+            for distro, arch, roles in jobs:
+                repos, targets = _lock_deb(distro, arch, roles, config, cache, releases, resolved)
+                pickle.dump((releases, resolved, repos, targets), self.results, pickle.HIGHEST_PROTOCOL)
+                self.results.flush()
+                sys.stderr.flush()
+                os.write(out, struct.pack("<QQ", self.results.tell(), os.lseek(2, 0, os.SEEK_CUR)))
             code = 0
         finally:
             os._exit(code)  # nothing of the parent's runs here: no atexit, no buffered output
 
-    def wait(self, n: int) -> None:
-        """Before the parent reads the child's `n`th target: until the child has it in the cache (or has stopped)."""
-        while self.pid and self.done < n:
-            got = os.read(self.pipe, 64)
+    def take(self, n: int, releases: _Releases,
+             resolved: dict[tuple[str, str], str]) -> tuple[list[LockedRepo], list[LockedTarget]] | None:
+        """The child's `n`th target (its repos and targets; taken in order), once the child has it, if it was
+        resolved against the Releases and snapshot ids in `releases` and `resolved` where those have the same keys
+        (then those gain the child's others); None when the child stopped before it, or read something else."""
+        assert n == self.taken
+        self.taken += 1
+        ends = b""
+        while self.pid and len(ends) < 16:
+            got = os.read(self.pipe, 16 - len(ends))
             if not got:
                 self.stop()
-            self.done += len(got)
+            ends += got
+        if len(ends) < 16:
+            return None
+        end, said = struct.unpack("<QQ", ends)
+        data, self.read = os.pread(self.results.fileno(), end - self.read, self.read), end
+        theirs, their_snapshots, repos, targets = pickle.loads(data)
+        printed = os.pread(self.err.fileno(), said - self.relayed, self.relayed).decode(
+            "utf-8", errors="replace").splitlines(keepends=True)
+        self.relayed = said
+        if any(k in releases and releases[k][0].sha256 != v[0].sha256 for k, v in theirs.items()) or \
+                any(resolved.get(k, v) != v for k, v in their_snapshots.items()):
+            return None
+        for line in printed:
+            if line.startswith("warning: "):
+                log.warn(line.removeprefix("warning: ").rstrip("\n"))  # once, if the parent said it too
+            else:
+                sys.stderr.write(line)
+        for k, v in theirs.items():
+            releases.setdefault(k, v)
+        for k, s in their_snapshots.items():
+            resolved.setdefault(k, s)
+        return repos, targets
 
     def stop(self) -> None:
         if self.pid:
@@ -325,42 +378,30 @@ class _Prefill:
             os.close(self.pipe)
             self.pid = 0
 
+    def close(self) -> None:
+        self.stop()
+        self.files.close()
 
-def _resolve_all(config: Config, cache: Cache, helper: _Prefill) -> Lock:
-    releases: dict[tuple[str, str], tuple[ReleaseInfo, Release]] = {}
+
+def _resolve_all(config: Config, cache: Cache, ahead: _Ahead) -> Lock:
+    releases: _Releases = {}
     resolved: dict[tuple[str, str], str] = {}
     repos: list[LockedRepo] = []
     targets: list[LockedTarget] = []
-    n = 0  # deb targets read so far
+    n = -1  # the deb target being locked: the first by this process, the others by the child if it can
     for dname, distro in sorted(config.distros.items()):
-        roles = [r for _, r in sorted(config.roles.items()) if r.distro == dname]
+        roles = _roles_of(config, dname)
         if not roles:
             continue
-        if distro.family is Family.RPM:
-            for arch in distro.arches:
-                rpm_repos, rpm_targets = _lock_rpm(distro, arch, roles, config, cache, resolved)
-                repos.extend(rpm_repos)
-                targets.extend(rpm_targets)
-            continue
         for arch in distro.arches:
-            helper.wait(n)
-            n += 1
-            with log.step(f"{dname}/{arch}: reading repositories"):
-                t = _load_distro_arch(distro, arch, config, cache, releases, resolved)
-            repos.extend(t.repos)
-            for role in roles:
-                with log.step(f"{role.name}/{arch}: resolving"):
-                    res = _resolve(t.universe, distro, role.name, arch, role.packages)
-                node = LockedTarget(
-                    role=role.name, arch=arch, distro=dname, requests=tuple(str(p) for p in role.packages),
-                    packages=_locked_packages(res, t.universe, distro.recommends), removed=res.removed,
-                )
-                targets.append(node)
-                if role.container is not None:
-                    from imagebuild.app.containers import lock_deb
-
-                    with log.step(f"{role.name}-container/{arch}: resolving from the node's set"):
-                        targets.append(lock_deb(role, node, t.universe, distro))
+            if distro.family is Family.RPM:
+                got = _lock_rpm(distro, arch, roles, config, cache, resolved)
+            else:
+                n += 1
+                got = (ahead.take(n - 1, releases, resolved) if n else None) or \
+                    _lock_deb(distro, arch, roles, config, cache, releases, resolved)
+            repos.extend(got[0])
+            targets.extend(got[1])
     if any(r.pip for r in config.roles.values()):
         from dataclasses import replace
 
@@ -369,6 +410,27 @@ def _resolve_all(config: Config, cache: Cache, helper: _Prefill) -> Lock:
         pins = {r.name: lock_pip(r) for r in config.roles.values() if r.pip}
         targets = [replace(t, pip=pins.get(t.role, ())) for t in targets]
     return Lock(inputs_digest(config), tuple(repos), tuple(targets))
+
+
+def _lock_deb(distro: Distro, arch: str, roles: list[Role], config: Config, cache: Cache, releases: _Releases,
+              resolved: dict[tuple[str, str], str]) -> tuple[list[LockedRepo], list[LockedTarget]]:
+    with log.step(f"{distro.name}/{arch}: reading repositories"):
+        t = _load_distro_arch(distro, arch, config, cache, releases, resolved)
+    targets = []
+    for role in roles:
+        with log.step(f"{role.name}/{arch}: resolving"):
+            res = _resolve(t.universe, distro, role.name, arch, role.packages)
+        node = LockedTarget(
+            role=role.name, arch=arch, distro=distro.name, requests=tuple(str(p) for p in role.packages),
+            packages=_locked_packages(res, t.universe, distro.recommends), removed=res.removed,
+        )
+        targets.append(node)
+        if role.container is not None:
+            from imagebuild.app.containers import lock_deb
+
+            with log.step(f"{role.name}-container/{arch}: resolving from the node's set"):
+                targets.append(lock_deb(role, node, t.universe, distro))
+    return t.repos, targets
 
 
 def _lock_rpm(distro: Distro, arch: str, roles: list[Role], config: Config, cache: Cache,
