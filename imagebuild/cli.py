@@ -115,11 +115,13 @@ def _relock(config: Config, snapshot_id: str | None, dry_run: bool, fmt: str, op
     if errors:
         raise ResolutionError(f"{len(errors)} coherence check(s) failed; nothing written",
                               hint="fix the roles, or set the check to \"warn\" or \"off\" in [checks]")
-    previous = app.previous_lock(config)
-    if previous is not None:
+    files = app.outputs(result)
+    # a lock that reads as this one is: no rollback, nothing changed (and nothing to parse)
+    previous = result if app.lock_text(config) == files[LOCK_NAME] else app.previous_lock(config)
+    if previous is not None and previous is not result:
         app.refuse_rollback(previous, result)
     # text only when something changed against an existing lock; json/markdown whenever asked for
-    if fmt != "text" or previous is not None:
+    if fmt != "text" or (previous is not None and previous is not result):
         diff = app.lock_diff(previous, result)
         if fmt != "text" or diff.has_changes:
             click.echo(_render_diff(diff, fmt, f"{LOCK_NAME}: what re-locking changes"), nl=False)
@@ -127,7 +129,7 @@ def _relock(config: Config, snapshot_id: str | None, dry_run: bool, fmt: str, op
         log.info("dry run: nothing written")
         return
     # the BOMs and the lock first, the config last: an interruption leaves a lock `--check` calls stale
-    changed = app.write_outputs(config.root, app.outputs(result))
+    changed = app.write_outputs(config.root, files)
     if snapshot_id is not None and app.set_config_snapshot(config.path, snapshot_id):
         log.info(f"{config.path.name}: snapshot = \"{snapshot_id}\"")
     for t in sorted(result.targets, key=lambda t: t.key):

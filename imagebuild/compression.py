@@ -154,9 +154,15 @@ def decompress_chunks(name: str, data: bytes, step: int = 1 << 20) -> Iterator[b
 
 
 def check(name: str, data: bytes) -> None:
-    """What `decompress` would refuse is refused here, without keeping the output: for a file handed on
-    compressed (libsolv reads primary.xml.gz itself, with no bound)."""
+    """What `decompress` would refuse is refused here, without keeping the output."""
     _read(name, data, lambda chunk: None, _CHUNK)
+
+
+def feed(name: str, data: bytes, out: Callable[[bytes], None]) -> None:
+    """What `decompress` gives (and refuses), handed to `out` piece by piece (of at most 16 MiB) as it is
+    decompressed: for a writer that keeps only a file of it (libsolv's input, in memory)."""
+    if not _read(name, data, out, _CHUNK):
+        out(data)
 
 
 def _read(name: str, data: bytes, out: Callable[[bytes], None], step: int) -> bool:

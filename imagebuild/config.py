@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -303,6 +302,8 @@ class _Table:
         self.data = data
         for key in data:
             if key not in allowed:
+                import difflib
+
                 close = difflib.get_close_matches(key, sorted(allowed), n=1)
                 raise self.error(
                     self.key(key),

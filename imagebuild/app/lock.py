@@ -4,24 +4,21 @@ boms/. The only place the lock is made; the other commands read it."""
 from __future__ import annotations
 
 import contextlib
-import difflib
 import hashlib
 import json
 import os
-import pickle
 import signal
 import struct
 import sys
 import tempfile
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from imagebuild import log
 from imagebuild.app.snapshot import resolve_snapshot, snapshot_time
-from imagebuild.apt.packages import FIELDS, R_ARCH, R_NAME, R_STATUS, R_VERSION, Record, parse_stanzas
 from imagebuild.bom import read_bom, render_bom
 from imagebuild.config import Config, ContainerSpec, Distro, Family, Role, SnapshotSettings
 from imagebuild.errors import ConfigError, RepositoryError, ResolutionError
@@ -39,6 +36,7 @@ from imagebuild.lockfile import (
 from imagebuild.resolution import UnknownPackage, Unsatisfiable
 
 if TYPE_CHECKING:  # imported where used: every command pays for what it imports at start-up
+    from imagebuild.apt.packages import Record
     from imagebuild.apt.release import Release
     from imagebuild.apt.repository import PackagesIndex, ReleaseInfo
     from imagebuild.apt.resolver import Resolution
@@ -52,6 +50,8 @@ BOM_DIR = "boms"
 
 def did_you_mean(name: str, known: Iterable[str]) -> str | None:
     """A hint naming the known package names close to a misspelt `name` (one or two edits), if any."""
+    import difflib
+
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.8)
     return f"did you mean {', '.join(close)}?" if close else None
 
@@ -129,6 +129,8 @@ def snap_doc(snap: SnapshotSettings) -> dict[str, str | None]:
 
 def read_base(path: Path | None) -> list[Record]:
     """The base image's packages: a dpkg status file, or a BOM file (`name version arch` lines)."""
+    from imagebuild.apt.packages import FIELDS, R_ARCH, R_NAME, R_STATUS, R_VERSION, parse_stanzas
+
     if path is None:
         return []
     data = path.read_bytes()
@@ -145,8 +147,7 @@ def read_base(path: Path | None) -> list[Record]:
     return records
 
 
-@dataclass
-class _Target:
+class _Target(NamedTuple):
     distro: Distro
     arch: str
     universe: Universe
@@ -156,6 +157,7 @@ class _Target:
 def _load_distro_arch(distro: Distro, arch: str, config: Config, cache: Cache,
                       releases: dict[tuple[str, str], tuple[ReleaseInfo, Release]],
                       resolved: dict[tuple[str, str], str]) -> _Target:
+    from imagebuild.apt.packages import R_ARCH
     from imagebuild.apt.repository import read_packages, read_release
 
     added: list[tuple[PackagesIndex, int]] = []
@@ -304,6 +306,7 @@ class _Ahead:
         self.files = contextlib.ExitStack()
         if not jobs or len(os.sched_getaffinity(0)) < 2:  # the CPUs this process may run on
             return
+        import pickle
         # both closed by close(). The child writes them, and says after each result where the two files end;
         # the parent reads them with pread (their file offset is the child's: one open file for both)
         self.results = self.files.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
@@ -351,6 +354,8 @@ class _Ahead:
         if len(ends) < 16:
             return None
         end, said = struct.unpack("<QQ", ends)
+        import pickle
+
         data, self.read = os.pread(self.results.fileno(), end - self.read, self.read), end
         theirs, their_snapshots, repos, targets = pickle.loads(data)
         printed = os.pread(self.err.fileno(), said - self.relayed, self.relayed).decode(
@@ -539,9 +544,11 @@ def refuse_rollback(previous: Lock, new: Lock) -> None:
     rollback (a stale mirror or a replay of old signed metadata): refuse it."""
     def instant(date: str) -> datetime | None:
         # apt: the Release's Date; dnf: repomd's revision, a Unix time as createrepo_c and Pulp write it
+        if date.isdigit():
+            return datetime.fromtimestamp(int(date), UTC)
         from imagebuild.apt.release import parse_date
 
-        return datetime.fromtimestamp(int(date), UTC) if date.isdigit() else parse_date(date)
+        return parse_date(date)
 
     before = {(r.distro, r.arch, r.name, r.suite, r.url, r.snapshot): r for r in previous.repos}
     for r in new.repos:
@@ -598,6 +605,14 @@ def write_outputs(root: Path, files: dict[str, str]) -> list[str]:
         return [rel for rel in sorted(files, key=lambda f: f == LOCK_NAME) if write_atomic(root / rel, files[rel])]
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def lock_text(config: Config) -> str | None:
+    """The text of the lock in the project, if there is a readable file."""
+    try:
+        return (config.root / LOCK_NAME).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def previous_lock(config: Config) -> Lock | None:

@@ -52,7 +52,7 @@ class RepoMetadata:
     url: str  # redacted
     repomd_sha256: str
     revision: str
-    primary: Path  # plain XML, or gzip (which solv.xfopen reads by its .gz suffix)
+    primary: Path  # plain XML, or gzip as fetched (decompressed, bounded, when parsed: _add_rpmmd)
     filelists: Path | None
     modules: Path | None  # plain YAML
     files: tuple[tuple[str, str], ...]  # (type, checksum) of what was used
@@ -188,8 +188,6 @@ def _fetch_file(url: str, algo: str, digest: str, href: str, cache: Cache, what:
     if actual != digest:
         raise RepositoryError(f"{what}: {href}: checksum mismatch (repomd.xml says {algo} {digest[:16]}…, "
                               f"got {actual[:16]}…)", hint="the mirror is inconsistent or tampered with")
-    if keep:
-        compression.check(href, data)  # libsolv reads the gzip itself, unbounded
     write_atomic(out, data if keep else compression.decompress(href, data))
     return out
 
@@ -340,12 +338,37 @@ def _add_xml(repo: solv.Repo, md: RepoMetadata) -> None:
     for path, language, flags in ((md.primary, "", 0), (md.filelists, "FL", solv.Repo.REPO_EXTEND_SOLVABLES)):
         if path is None:
             continue
-        f = solv.xfopen(str(path))
-        if f is None:  # handing libsolv no file would crash it
-            raise RepositoryError(f"{what}: cannot open {path}")
-        ok = repo.add_rpmmd(f, language, flags)
-        f.close()
-        if not ok:
+        if not _add_rpmmd(repo, path, language, flags, what):
             raise RepositoryError(f"{what}: {path.name}: cannot parse: {repo.pool.errstr}",
                                   hint=f"remove {path} from the cache if it was damaged there")
     repo.internalize()
+
+
+def _add_rpmmd(repo: solv.Repo, path: Path, language: str, flags: int, what: str) -> bool:
+    """Parse one metadata file into `repo`; whether libsolv could. A .gz is decompressed here, bounded (libsolv's
+    own reader has no bound), into memory libsolv parses as plain XML: decompressing once, where checking the bound
+    and letting libsolv decompress again cost both."""
+    if not path.name.endswith(".gz"):
+        return _parse(repo, solv.xfopen(str(path)), language, flags, what, path)
+    fd = os.memfd_create("rpmmd")
+    try:
+        compression.feed(path.name, path.read_bytes(), lambda piece: _write_all(fd, piece))
+        os.lseek(fd, 0, os.SEEK_SET)
+        return _parse(repo, solv.xfopen_fd("", fd), language, flags, what, path)  # it dup()s the fd
+    finally:
+        os.close(fd)
+
+
+def _parse(repo: solv.Repo, f: Any, language: str, flags: int, what: str, path: Path) -> bool:
+    if f is None:  # handing libsolv no file would crash it
+        raise RepositoryError(f"{what}: cannot open {path}")
+    try:
+        return bool(repo.add_rpmmd(f, language, flags))
+    finally:
+        f.close()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
