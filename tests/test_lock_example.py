@@ -7,6 +7,7 @@ lock and BOMs byte-for-byte untouched.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -51,6 +52,10 @@ def test_lock_is_deterministic_and_check_detects_staleness(project: Path, tmp_pa
     again = run(cfg, "lock", cache=tmp_path / "c2")
     assert again.returncode == 0 and "lock unchanged" in again.stderr
     assert snapshot_outputs(project) == before
+    same = run(cfg, "lock", "--dry-run", "--format", "json", cache=tmp_path / "c2")
+    assert same.returncode == 0, same.stderr
+    assert json.loads(same.stdout).keys() == {f"{Path(b).stem}.bom" for b in boms}
+    assert not any(v for diff in json.loads(same.stdout).values() for v in diff.values())  # the same lock: no change
     assert run(cfg, "lock", "--check", cache=tmp_path / "c2").returncode == 0
 
     cfg.write_text(cfg.read_text().replace('"slurmd"', '"slurmd", "munge"', 1))

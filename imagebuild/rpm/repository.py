@@ -78,7 +78,7 @@ def read_repo(repo: RpmRepo, url: str, cache: Cache) -> RepoMetadata:
     paths: dict[str, Path] = {}
     for kind in ("primary", "filelists", "modules"):
         if kind in entries:
-            # libsolv reads gzip itself; modules.yaml is read by Python, so it is always stored plain
+            # gzip is kept as fetched (decompressed when parsed); modules.yaml is read by Python, stored plain
             paths[kind] = _fetch_file(url, *entries[kind], cache, what, keep_gzip=kind != "modules")
     # what the parsed repo depends on: the two files, whether filelists exist, and libsolv's version
     parsed_from = "\n".join([_SOLV_FORMAT, _solv_version(), *(f"{k} {':'.join(entries[k][:2])}"
@@ -175,7 +175,7 @@ def _solv_version() -> str:
 def _fetch_file(url: str, algo: str, digest: str, href: str, cache: Cache, what: str, keep_gzip: bool) -> Path:
     if algo not in ("sha256", "sha512", "sha384", "sha224", "sha1"):
         raise RepositoryError(f"{what}: {href}: unsupported checksum type {algo!r}")
-    # the solv wheel's xfopen reads only gzip (not xz, bz2 or zstd): those are stored decompressed
+    # gzip is stored as fetched (a tenth of the size; _add_rpmmd decompresses it, bounded); xz, bz2, zstd plain
     keep = keep_gzip and href.endswith(".gz")
     out = cache.derived_path("rpmmd", f"{algo}-{digest}" + (".gz" if keep else ""))
     if out.exists():
