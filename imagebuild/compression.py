@@ -158,14 +158,14 @@ def check(name: str, data: bytes) -> None:
     _read(name, data, lambda chunk: None, _CHUNK)
 
 
-def feed(name: str, data: bytes, out: Callable[[bytes], None]) -> None:
+def feed(name: str, data: bytes, out: Callable[[bytes], object]) -> None:
     """What `decompress` gives (and refuses), handed to `out` piece by piece (of at most 16 MiB) as it is
-    decompressed: for a writer that keeps only a file of it (libsolv's input, in memory)."""
+    decompressed: for a writer that keeps only a file of it (libsolv's input)."""
     if not _read(name, data, out, _CHUNK):
         out(data)
 
 
-def _read(name: str, data: bytes, out: Callable[[bytes], None], step: int) -> bool:
+def _read(name: str, data: bytes, out: Callable[[bytes], object], step: int) -> bool:
     pieces = _chunks(name, data, step)
     if pieces is None:
         return False

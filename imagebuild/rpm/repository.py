@@ -346,17 +346,16 @@ def _add_xml(repo: solv.Repo, md: RepoMetadata) -> None:
 
 def _add_rpmmd(repo: solv.Repo, path: Path, language: str, flags: int, what: str) -> bool:
     """Parse one metadata file into `repo`; whether libsolv could. A .gz is decompressed here, bounded (libsolv's
-    own reader has no bound), into memory libsolv parses as plain XML: decompressing once, where checking the bound
-    and letting libsolv decompress again cost both."""
+    own reader has no bound), into a nameless file beside it that libsolv parses as plain XML: decompressed once,
+    where checking the bound and letting libsolv decompress again cost both; a file, not memory, because a large
+    filelists.xml is hundreds of MiB."""
     if not path.name.endswith(".gz"):
         return _parse(repo, solv.xfopen(str(path)), language, flags, what, path)
-    fd = os.memfd_create("rpmmd")
-    try:
-        compression.feed(path.name, path.read_bytes(), lambda piece: _write_all(fd, piece))
-        os.lseek(fd, 0, os.SEEK_SET)
-        return _parse(repo, solv.xfopen_fd("", fd), language, flags, what, path)  # it dup()s the fd
-    finally:
-        os.close(fd)
+    with tempfile.TemporaryFile(dir=path.parent) as plain:
+        compression.feed(path.name, path.read_bytes(), plain.write)
+        plain.flush()
+        plain.seek(0)
+        return _parse(repo, solv.xfopen_fd("", plain.fileno()), language, flags, what, path)  # it dup()s the fd
 
 
 def _parse(repo: solv.Repo, f: Any, language: str, flags: int, what: str, path: Path) -> bool:
@@ -366,9 +365,3 @@ def _parse(repo: solv.Repo, f: Any, language: str, flags: int, what: str, path: 
         return bool(repo.add_rpmmd(f, language, flags))
     finally:
         f.close()
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
