@@ -639,6 +639,29 @@ def test_rpm_gzip_bomb_is_refused_before_libsolv(monkeypatch: pytest.MonkeyPatch
         RpmResolver("x86_64", [md], [], False, [], [])
 
 
+def test_rpm_gzip_parses_like_plain_also_from_a_read_only_cache(monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    """A .gz is decompressed into a temp file beside it; where that cannot be made, into the system's temp dir."""
+    def one(name: str) -> bytes:
+        return (PRIMARY_NS[0] + f'<package type="rpm"><name>{name}</name><arch>x86_64</arch><version epoch="0" '
+                f'ver="1" rel="1"/><checksum type="sha256" pkgid="YES">{"0" * 64}</checksum>'
+                f'<location href="Packages/{name}-1-1.x86_64.rpm"/></package>' + PRIMARY_NS[1]).encode()
+
+    def installed(md: RepoMetadata) -> list[str]:
+        return [p.name for p in RpmResolver("x86_64", [md], [], False, [], []).install(["a"]).installed]
+
+    assert installed(_rpm_md(tmp_path / "gz", one("a"), True)) == installed(_rpm_md(tmp_path / "xml", one("a"), False))
+    made = tempfile.TemporaryFile
+
+    def beside_refused(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("dir") is not None:
+            raise PermissionError(13, "Permission denied", str(kwargs["dir"]))
+        return made(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", beside_refused)
+    assert installed(_rpm_md(tmp_path / "ro", one("a"), True)) == ["a"]
+
+
 # -- repo files: .list, .sources, .repo ------------------------------------------------------------------------
 
 REPO_FILES = {kind: [p.read_text() for p in sorted(REPOFILES.glob(f"*.{kind.value}"))] for kind in RepoFileKind}

@@ -351,7 +351,11 @@ def _add_rpmmd(repo: solv.Repo, path: Path, language: str, flags: int, what: str
     filelists.xml is hundreds of MiB."""
     if not path.name.endswith(".gz"):
         return _parse(repo, solv.xfopen(str(path)), language, flags, what, path)
-    with tempfile.TemporaryFile(dir=path.parent) as plain:
+    try:
+        plain = tempfile.TemporaryFile(dir=path.parent)  # noqa: SIM115  (closed below)
+    except OSError:  # a read-only cache: the system's temp dir
+        plain = tempfile.TemporaryFile()  # noqa: SIM115
+    with plain:
         compression.feed(path.name, path.read_bytes(), plain.write)
         plain.flush()
         plain.seek(0)
