@@ -133,3 +133,43 @@ def test_the_child_s_output_is_printed_by_the_parent_and_a_warning_once(tmp_path
     assert err.count("warning: said by the parent") == 1 and err.count("warning: said by the child") == 1, err
     assert f"{distro.name}/arm64: reading repositories" in err and err.index("said by the child") < \
         err.index("/arm64: reading repositories"), err
+
+
+def test_a_large_index_s_mention_order_from_a_child_is_the_one_computed_here(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cold read of a large Packages index leaves its mention order (apt's package ids) to a forked child; the
+    lock is the same as with the order computed in line, and a child that fails costs only its work: the parent
+    computes the order itself."""
+    from imagebuild.apt import repository
+    from imagebuild.apt.packages import mention_order, parse_stanzas
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU: no child is forked")
+    config = load_config(_project(tmp_path) / "imagebuild.toml")
+    distro, roles = config.distros["bookworm"], _roles_of(config, "bookworm")
+    inline = _lock_deb(distro, "amd64", roles, config, Cache(tmp_path / "c1"), {}, {})
+    monkeypatch.setattr(repository, "_MENTIONS_AHEAD", 1)
+    forks = []
+    fork = os.fork
+    monkeypatch.setattr(os, "fork", lambda: forks.append(1) or fork())
+    ahead = _lock_deb(distro, "amd64", roles, config, Cache(tmp_path / "c2"), {}, {})
+    assert forks  # the children ran
+    assert render_lock(Lock("x", *map(tuple, ahead))) == render_lock(Lock("x", *map(tuple, inline)))
+
+    stanzas = "".join(f"Package: p{i}\nVersion: 1\nArchitecture: amd64\nDepends: q{i % 7}, p{i - 1} | z\n"
+                      f"Provides: v{i % 3}\n\n" for i in range(200)).encode()
+    records = parse_stanzas(stanzas)
+    repository.write_records(tmp_path / "records", records)
+    stored = repository.RecordFile(tmp_path / "records")
+    assert repository._mentions_ahead(tmp_path / "m1", stored, "amd64")() == mention_order(records, "amd64")
+    assert (tmp_path / "m1").exists()  # written by the child
+    parent = os.getpid()
+
+    def fails_in_the_child(key: Path, recs: object, arch: str) -> list[str]:
+        if os.getpid() != parent:
+            raise MemoryError
+        return real(key, recs, arch)  # type: ignore[arg-type]
+
+    real = repository._mentions
+    monkeypatch.setattr(repository, "_mentions", fails_in_the_child)
+    assert repository._mentions_ahead(tmp_path / "m2", stored, "amd64")() == mention_order(records, "amd64")

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import marshal
 import mmap
+import os
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -239,14 +240,42 @@ def read_packages(repo: AptRepo, base: str, info: ReleaseInfo, release: Release,
             except RepositoryError as e:
                 raise RepositoryError(f"{what}: {path}: {e.message}") from None
             write_records(parsed_key, records)
+            stored = _record_file(parsed_key)
+            if stored is not None and len(stored) >= _MENTIONS_AHEAD and len(os.sched_getaffinity(0)) > 1:
+                del records  # from here on read as a warm run reads them: the parsed list goes before the fork
+                return PackagesIndex(info, component, path, entry.sha256, base, stored,
+                                     _mentions_ahead(mentions_key, stored, arch))
             mentions = _mentions(mentions_key, records, arch)
             # from here on read as a warm run reads them: the parsed list goes, and memory with it
-            records = _record_file(parsed_key) or records
-            return PackagesIndex(info, component, path, entry.sha256, base, records, mentions)
+            return PackagesIndex(info, component, path, entry.sha256, base, stored or records, mentions)
         return PackagesIndex(info, component, path, entry.sha256, base, records,
                              functools.partial(_mentions, mentions_key, records, arch))
     assert last_error is not None
     raise RepositoryError(f"{what}: no index file could be fetched ({last_error.message})")
+
+
+#: An index of this many records has its mention order computed by a child process on another core while this one
+#: reads the next indices (bookworm main: 63 000 records, 0.3 s).
+_MENTIONS_AHEAD = 20_000
+
+
+def _mentions_ahead(key: Path, records: RecordFile, arch: str) -> Callable[[], list[str]]:
+    """`_mentions`, computed and saved by a forked child meanwhile: what the returned function gives, once the
+    child has ended (if it failed, the function computes them itself)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            _mentions(key, records, arch)
+            code = 0
+        finally:
+            os._exit(code)  # nothing of the parent's runs here: no atexit, no buffered output
+
+    def wait() -> list[str]:
+        os.waitpid(pid, 0)
+        return _mentions(key, records, arch)  # the child's file, or computed here
+
+    return wait
 
 
 def _mentions(key: Path, records: Sequence[Record], arch: str) -> list[str]:
