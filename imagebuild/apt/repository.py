@@ -272,7 +272,8 @@ def _mentions_ahead(key: Path, records: RecordFile, arch: str) -> Callable[[], l
             os._exit(code)  # nothing of the parent's runs here: no atexit, no buffered output
 
     def wait() -> list[str]:
-        os.waitpid(pid, 0)
+        with contextlib.suppress(ChildProcessError):  # reaped already (SIGCHLD ignored): its file tells
+            os.waitpid(pid, 0)
         return _mentions(key, records, arch)  # the child's file, or computed here
 
     return wait
