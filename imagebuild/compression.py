@@ -153,11 +153,6 @@ def decompress_chunks(name: str, data: bytes, step: int = 1 << 20) -> Iterator[b
             yield piece
 
 
-def check(name: str, data: bytes) -> None:
-    """What `decompress` would refuse is refused here, without keeping the output."""
-    _read(name, data, lambda chunk: None, _CHUNK)
-
-
 def feed(name: str, data: bytes, out: Callable[[bytes], object]) -> None:
     """What `decompress` gives (and refuses), handed to `out` piece by piece (of at most 16 MiB) as it is
     decompressed: for a writer that keeps only a file of it (libsolv's input)."""
