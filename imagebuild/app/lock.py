@@ -30,6 +30,7 @@ from imagebuild.lockfile import (
     LockedPackage,
     LockedRepo,
     LockedTarget,
+    parse_lock,
     read_lock,
     render_lock,
 )
@@ -608,20 +609,20 @@ def write_outputs(root: Path, files: dict[str, str]) -> list[str]:
 
 
 def lock_text(config: Config) -> str | None:
-    """The text of the lock in the project, if there is a readable file."""
+    """The text of the lock in the project (None: there is none)."""
     try:
         return (config.root / LOCK_NAME).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+    except FileNotFoundError:
         return None
 
 
-def previous_lock(config: Config) -> Lock | None:
-    """The lock already in the project, if there is a readable one (an unreadable one is replaced)."""
-    path = config.root / LOCK_NAME
-    if not path.exists():
+def previous_lock(config: Config, text: str | None) -> Lock | None:
+    """The lock already in the project, of `text` (`lock_text`), if it is a readable one (an unreadable one is
+    replaced)."""
+    if text is None:
         return None
     try:
-        return read_lock(path)
+        return parse_lock(text, config.root / LOCK_NAME)
     except ConfigError as e:
         log.warn(f"{e.message}; it will be replaced")
         return None
