@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -416,6 +415,8 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(RepositoryError.exit_code)
     except ImagebuildError as e:
         if "--debug" in (argv if argv is not None else sys.argv):
+            import traceback  # only here: a lock does not pay for its import
+
             traceback.print_exc()
         print(f"imagebuild: error: {e.message}", file=sys.stderr)
         if isinstance(e, ResolutionError) and e.chain:
