@@ -116,8 +116,8 @@ def _relock(config: Config, snapshot_id: str | None, dry_run: bool, fmt: str, op
                               hint="fix the roles, or set the check to \"warn\" or \"off\" in [checks]")
     files = app.outputs(result)
     # a lock that reads as this one is: no rollback, nothing changed (and nothing to parse)
-    text = app.lock_text(config)
-    previous = result if text == files[LOCK_NAME] else app.previous_lock(config, text)
+    data = app.lock_bytes(config)
+    previous = result if data == files[LOCK_NAME].encode() else app.previous_lock(config, data)
     if previous is not None and previous is not result:
         app.refuse_rollback(previous, result)
     # text only when something changed against an existing lock; json/markdown whenever asked for

@@ -198,9 +198,10 @@ def _json(value: Any, newline: str, out: list[str]) -> None:
         raise TypeError(f"not in a lock: {value!r}")
 
 
-def parse_lock(text: str, source: Path) -> Lock:
+def parse_lock(text: str | bytes, source: Path) -> Lock:
+    """The lock of `text`, or of a lock file's bytes (UTF-8: anything else is not a lock `lock` wrote)."""
     try:
-        doc = json.loads(text)
+        doc = json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
         if doc.get("lock-format") != LOCK_FORMAT:
             raise ConfigError(f"{source}: unsupported lock format {doc.get('lock-format')!r}",
                               hint=f"this imagebuild reads format {LOCK_FORMAT}; re-run `imagebuild lock`")
@@ -273,7 +274,7 @@ def _check_types(value: object, where: str) -> None:
 
 def read_lock(path: Path) -> Lock:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no lock file", hint="run `imagebuild lock` first") from None
-    return parse_lock(text, path)
+    return parse_lock(data, path)

@@ -111,6 +111,19 @@ def test_stale_or_missing_lock_is_exit_1_with_a_hint(tmp_path: Path) -> None:
     assert not (cfg.parent / "packer").exists()
 
 
+def test_a_lock_that_is_not_utf8_is_a_config_error_for_bake_and_replaced_by_lock(tmp_path: Path) -> None:
+    cfg = project(tmp_path)
+    lock = cfg.parent / "snapshots.lock"
+    good = lock.read_bytes()
+    lock.write_bytes(b"\xff" + good)
+    res = run(cfg, "bake", "--role", "compute")
+    assert res.returncode == 2 and "not a valid imagebuild lock (UnicodeDecodeError" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and lock.read_bytes() == b"\xff" + good
+    res = run(cfg, "lock")
+    assert res.returncode == 0 and "it will be replaced" in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert lock.read_bytes() == good
+
+
 def test_unknown_role_and_packer_without_image_are_usage_errors(tmp_path: Path) -> None:
     cfg = project(tmp_path, image=None)
     res = run(cfg, "bake", "--role", "nope")

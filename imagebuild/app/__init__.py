@@ -15,8 +15,8 @@ if TYPE_CHECKING:  # what the type checker sees; at run time __getattr__ imports
         bom_header,
         check,
         did_you_mean,
+        lock_bytes,
         lock_diff,
-        lock_text,
         outputs,
         previous_lock,
         refuse_rollback,
@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # what the type checker sees; at run time __getattr__ imports
 
 _MODULES = {
     "explain": ("why", "why_reverse"),
-    "lock": ("bom_header", "check", "did_you_mean", "lock_diff", "lock_text", "outputs", "previous_lock",
+    "lock": ("bom_header", "check", "did_you_mean", "lock_bytes", "lock_diff", "outputs", "previous_lock",
              "refuse_rollback", "resolve_all", "skew_warnings", "url_from_lock", "write_outputs"),
     "mirroring": ("archive_priorities", "mirror"),
     "snapshot": ("latest_snapshots", "own_snapshots", "parse_when", "rewrite_repo_file", "set_config_snapshot",
@@ -45,9 +45,10 @@ _MODULES = {
 }
 _WHERE = {name: module for module, names in _MODULES.items() for name in names}
 __all__ = [
-    "archive_priorities", "bom_header", "check", "did_you_mean", "latest_snapshots", "lock_diff", "lock_text", "mirror",
-    "outputs", "own_snapshots", "parse_when", "previous_lock", "refuse_rollback", "resolve_all", "rewrite_repo_file",
-    "set_config_snapshot", "skew_warnings", "url_from_lock", "why", "why_reverse", "with_snapshot", "write_outputs",
+    "archive_priorities", "bom_header", "check", "did_you_mean", "latest_snapshots", "lock_bytes", "lock_diff",
+    "mirror", "outputs", "own_snapshots", "parse_when", "previous_lock", "refuse_rollback", "resolve_all",
+    "rewrite_repo_file", "set_config_snapshot", "skew_warnings", "url_from_lock", "why", "why_reverse",
+    "with_snapshot", "write_outputs",
 ]
 
 

@@ -608,21 +608,21 @@ def write_outputs(root: Path, files: dict[str, str]) -> list[str]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def lock_text(config: Config) -> str | None:
-    """The text of the lock in the project (None: there is none)."""
+def lock_bytes(config: Config) -> bytes | None:
+    """The lock file in the project, as it is on disk (None: there is none)."""
     try:
-        return (config.root / LOCK_NAME).read_text(encoding="utf-8")
+        return (config.root / LOCK_NAME).read_bytes()
     except FileNotFoundError:
         return None
 
 
-def previous_lock(config: Config, text: str | None) -> Lock | None:
-    """The lock already in the project, of `text` (`lock_text`), if it is a readable one (an unreadable one is
-    replaced)."""
-    if text is None:
+def previous_lock(config: Config, data: bytes | None) -> Lock | None:
+    """The lock already in the project, of its file's `data` (`lock_bytes`), if it is a readable one (an
+    unreadable one is replaced)."""
+    if data is None:
         return None
     try:
-        return parse_lock(text, config.root / LOCK_NAME)
+        return parse_lock(data, config.root / LOCK_NAME)
     except ConfigError as e:
         log.warn(f"{e.message}; it will be replaced")
         return None
