@@ -9,6 +9,7 @@ ignored" and dropped, and the run would go on as if the signal had never come. S
 another exception (a class body's `__set_name__` turns it into a RuntimeError), that error ends the run as the
 signal would have."""
 
+import gc
 import signal
 import sys
 from collections.abc import Callable
@@ -35,7 +36,14 @@ def _unraisable(info: "sys.UnraisableHookArgs") -> None:
 
 
 def run(start: Callable[[], Any]) -> NoReturn:
-    """Exit with what `start()` returns, or with 128 + the signal's number when SIGINT/SIGTERM ends it."""
+    """Exit with what `start()` returns, or with 128 + the signal's number when SIGINT/SIGTERM ends it.
+
+    The cyclic garbage collector is made lazier for the run and kept out of the exit: a lock builds a few
+    hundred thousand objects that refcounting frees, and with Python's default thresholds (a collection every
+    700 new containers) the collector was 12 ms of a 0.26 s warm apt lock; at exit the interpreter collects
+    every live object again (11 ms of a 0.17 s warm rpm lock). Frozen objects are skipped by that collection;
+    modules are still torn down and files closed as usual."""
+    gc.set_threshold(100_000, 20, 20)
     sys.unraisablehook = _unraisable
     signal.signal(signal.SIGALRM, _again)
     signal.signal(signal.SIGINT, _quit)
@@ -48,6 +56,8 @@ def run(start: Callable[[], Any]) -> NoReturn:
         if _pending:  # the exit, wrapped by Python in another error (RuntimeError from a class's __set_name__)
             raise SystemExit(128 + _pending) from None
         raise
+    finally:
+        gc.freeze()
     sys.exit(code)
 
 

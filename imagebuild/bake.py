@@ -288,6 +288,8 @@ def _sboms(config: Config, lock: Lock, digest: str, target: LockedTarget) -> dic
 
 @dataclass(frozen=True)
 class _Var:
+    """A variable of a generated Packer template."""
+
     name: str
     type: str
     default: str
@@ -386,6 +388,8 @@ def render_plugins(builders: set[Builder]) -> str:
 
 @dataclass(frozen=True)
 class BakeResult:
+    """What `bake` did: the files it wrote, how many it left as they were, the images it built."""
+
     written: tuple[str, ...]
     unchanged: int
     built: tuple[str, ...]

@@ -14,6 +14,8 @@ from imagebuild.errors import ConfigError
 
 @dataclass(frozen=True, order=True)
 class BomEntry:
+    """One package of an image's BOM, as the BOM file lists it."""
+
     name: str
     arch: str
     version: str

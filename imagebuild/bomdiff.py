@@ -95,6 +95,8 @@ _FAMILY_MARK = re.compile(r"\bfamily\s*[:=]?\s*(deb|rpm)\b", re.IGNORECASE)
 
 @dataclass(frozen=True, order=True)
 class VersionChange:
+    """A package whose version changed between two BOMs."""
+
     name: str
     arch: str
     old: str
@@ -103,6 +105,8 @@ class VersionChange:
 
 @dataclass(frozen=True, order=True)
 class ArchChange:
+    """A package with one build on each side, of another arch on the new side (`all` → `amd64`)."""
+
     name: str
     old_arch: str
     new_arch: str
@@ -112,6 +116,8 @@ class ArchChange:
 
 @dataclass(frozen=True, order=True)
 class IntegrityChange:
+    """A package of the same version whose recorded sha256 changed."""
+
     name: str
     arch: str
     version: str  # as the new side writes it
@@ -166,6 +172,8 @@ class FileStatus(StrEnum):
 
 @dataclass(frozen=True)
 class FileDiff:
+    """The diff of one BOM file between two sides (a directory, lock or project diff has several)."""
+
     name: str  # the file name, e.g. "compute-amd64.bom"
     status: FileStatus
     diff: BomDiff
@@ -382,6 +390,8 @@ def parse_text(text: str, source: str) -> _EntrySide | _LineSide:
 
 @dataclass
 class _Out:
+    """The changes of a diff as it collects them, by kind."""
+
     added: list[BomEntry] = field(default_factory=list)
     removed: list[BomEntry] = field(default_factory=list)
     upgraded: list[VersionChange] = field(default_factory=list)
@@ -718,6 +728,8 @@ class Allow:
 
 @dataclass(frozen=True)
 class GateResult:
+    """How `--fail-on` judged a diff: the gated changes no rule allows, and those one allows."""
+
     fail_on: frozenset[str]
     tripped: tuple[Finding, ...]  # gated changes no rule allows
     allowed: tuple[tuple[Finding, Allow], ...]  # gated changes and the (first) rule that allowed each

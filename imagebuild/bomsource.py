@@ -83,6 +83,8 @@ class BomSource:
 
 @dataclass(frozen=True)
 class Side:
+    """One side of `bom diff`, as the user named it, and the BOMs read from it."""
+
     spec: str  # as given
     kind: SideKind
     what: str  # "BOM file", "lock", "boms/ directory", "project" (for messages)

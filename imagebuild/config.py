@@ -72,6 +72,8 @@ class SnapshotSettings:
 
 @dataclass(frozen=True)
 class AptRepo:
+    """One `[[distros.X.repos]]` entry of a deb distro."""
+
     name: str
     url: str = field(repr=False)  # may still contain {snapshot}, {arch} and credentials (never shown)
     suites: tuple[str, ...]
@@ -123,6 +125,8 @@ class RpmRepo:
 
 @dataclass(frozen=True)
 class Distro:
+    """One `[distros.X]` table: its family, arches, base, repos and dnf settings."""
+
     name: str
     family: Family
     arches: tuple[str, ...]
@@ -257,6 +261,8 @@ class ContainerSpec:
 
 @dataclass(frozen=True)
 class Role:
+    """One `[roles.X]` table: what its node image (and container) install."""
+
     name: str
     distro: str
     packages: tuple[PackageRequest, ...]
@@ -279,6 +285,8 @@ CHECKS = ("cuda-min-driver", "driver-one-version", "kernel-modules", "same-versi
 
 @dataclass(frozen=True)
 class Config:
+    """The whole imagebuild.toml, checked."""
+
     path: Path
     snapshot: str | None
     distros: dict[str, Distro]

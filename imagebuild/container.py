@@ -30,6 +30,8 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 @dataclass(frozen=True)
 class ExcludeClass:
+    """A class of packages a container leaves out of its node's set (host-provided ones get stubs)."""
+
     name: str
     globs: tuple[str, ...]
     host_provided: bool = False
@@ -146,6 +148,8 @@ _DEBIAN_CUDA = ("nvidia-cuda-toolkit", "nvidia-cuda-dev", "libcudart12", "libcud
 
 @dataclass(frozen=True)
 class Cuda:
+    """The CUDA of a package set: its version and where it lives."""
+
     version: str  # major.minor
     home: str | None  # /usr/local/cuda-X.Y for NVIDIA's packages; None: Debian's, in /usr
 

@@ -44,6 +44,8 @@ STUB_REPO = "imagebuild-stub"  # the `repo` of a container's generated host-prov
 
 @dataclass(frozen=True)
 class LockedRepo:
+    """One repo (one suite) of a distro x arch, pinned to its snapshot and Release digest."""
+
     distro: str
     arch: str
     name: str
@@ -58,6 +60,8 @@ class LockedRepo:
 
 @dataclass(frozen=True)
 class LockedPackage:
+    """One package of a locked image, with where it comes from and why it is there."""
+
     name: str
     version: str
     arch: str
@@ -97,6 +101,8 @@ class LockedStub:
 
 @dataclass(frozen=True)
 class LockedTarget:
+    """One locked image: a role's node image (or its container) for one arch."""
+
     role: str
     arch: str
     distro: str
@@ -123,6 +129,8 @@ class LockedTarget:
 
 @dataclass(frozen=True)
 class Lock:
+    """snapshots.lock: the repos and every image's packages."""
+
     inputs_digest: str
     repos: tuple[LockedRepo, ...]
     targets: tuple[LockedTarget, ...]

@@ -77,6 +77,8 @@ class MirrorItem:
 
 @dataclass(frozen=True)
 class MirroredRepo:
+    """One repo `mirror` wrote."""
+
     distro: str
     family: Family
     path: Path  # the repo root: a flat apt repo dir, or the dir holding repodata/
@@ -85,6 +87,8 @@ class MirroredRepo:
 
 @dataclass(frozen=True)
 class MirrorResult:
+    """What `mirror` did: the repos it wrote, and how many files it fetched or reused."""
+
     root: Path
     repos: tuple[MirroredRepo, ...]
     fetched: int  # files downloaded in this run

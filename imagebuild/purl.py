@@ -29,6 +29,8 @@ _CODENAMES = {
 
 @dataclass(frozen=True)
 class OsRelease:
+    """The os-release identity of an image (the purl's namespace and distro qualifier)."""
+
     vendor: str  # os-release ID: debian, ubuntu, rocky, rhel, almalinux, …
     version: str  # VERSION_ID: 12, 24.04, 9
 

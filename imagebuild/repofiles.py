@@ -331,6 +331,8 @@ _FIELD = re.compile(r"^(?P<name>[^\s:#-][^\s:]*):(?P<value>.*)$")
 
 @dataclass(frozen=True)
 class _Field:
+    """One field of a deb822 stanza, by the lines it spans."""
+
     name: str
     first: int  # index into the file's lines
     last: int  # index of the last continuation line
@@ -338,6 +340,8 @@ class _Field:
 
 @dataclass(frozen=True)
 class _Stanza:
+    """One deb822 stanza of a .sources file."""
+
     fields: tuple[_Field, ...]
     start: int
 
@@ -449,6 +453,8 @@ _KEY = re.compile(r"^(?P<key>[A-Za-z0-9_.-]+)\s*=(?P<value>.*)$")
 
 @dataclass(frozen=True)
 class _Key:
+    """One key of a .repo section, by the lines it spans."""
+
     key: str
     first: int
     last: int
@@ -456,6 +462,8 @@ class _Key:
 
 @dataclass(frozen=True)
 class _Section:
+    """One `[id]` section of a .repo file."""
+
     id: str
     header: int
     keys: tuple[_Key, ...]

@@ -71,6 +71,8 @@ def _check_format(fmt: str) -> None:
 
 @dataclass(frozen=True)
 class _Pkg:
+    """One package as the SBOM writers see it."""
+
     name: str
     version: str
     arch: str
@@ -98,6 +100,8 @@ class _Pkg:
 
 @dataclass(frozen=True)
 class _Image:
+    """One locked image as the SBOM writers see it."""
+
     key: str
     container: bool
     role: str

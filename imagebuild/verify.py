@@ -551,6 +551,8 @@ def _decoded(blob: io.BufferedReader) -> _Readable:
 
 @dataclass(frozen=True)
 class _Layer:
+    """One layer of an image archive and the digest it is known by."""
+
     member: str  # the blob's name in the archive
     digest: str  # `sha256:HEX`
     of_content: bool  # True: the digest of the uncompressed tar (docker-archive's diff_ids), else of the blob

@@ -15,12 +15,16 @@ _SIZE = re.compile(r"[0-9]{1,20}")
 
 @dataclass(frozen=True)
 class IndexEntry:
+    """One index a Release file lists: its sha256 and size."""
+
     sha256: str
     size: int
 
 
 @dataclass(frozen=True)
 class Release:
+    """A parsed InRelease/Release: its fields, and the indices it lists by path."""
+
     fields: dict[str, str]
     files: dict[str, IndexEntry] = field(repr=False)
 

@@ -22,6 +22,8 @@ MAX_DEPTH = 3000
 
 @dataclass(frozen=True)
 class Resolution:
+    """What resolving a role gives: the final package set, what changed against the base, and why."""
+
     installed: dict[str, Version]  # the final image: name -> version (base + added, minus removed)
     added: dict[str, Version]  # new or changed relative to the base
     removed: tuple[str, ...]

@@ -48,6 +48,8 @@ _TRAILER = 32
 
 @dataclass(frozen=True)
 class RepoMetadata:
+    """One dnf repo's checked metadata: the files it was read from and their cached forms."""
+
     repo: RpmRepo
     url: str  # redacted
     repomd_sha256: str

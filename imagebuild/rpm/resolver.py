@@ -27,6 +27,8 @@ INSTALLONLY = ("kernel", "kernel-PAE", "installonlypkg(kernel)", "installonlypkg
 
 @dataclass(frozen=True)
 class RpmPackage:
+    """One package of a resolved rpm image."""
+
     name: str
     evr: str
     arch: str
@@ -57,6 +59,8 @@ def _problem(name: str, evr: str, arch: str, location: str) -> str | None:
 
 @dataclass(frozen=True)
 class RpmResolution:
+    """What resolving a role gives: the rpmdb after the transaction, what it adds and removes, and why."""
+
     installed: tuple[RpmPackage, ...]  # the rpmdb after the transaction
     added: frozenset[str]  # nevra of what the transaction installs
     removed: tuple[str, ...]
@@ -275,8 +279,9 @@ class RpmResolver:
             self._consider_all_but_excluded()
 
     def _consider_all_but_excluded(self) -> None:
-        # whatprovides stays as it is: with POOL_FLAG_WHATPROVIDESWITHDISABLED it holds the disabled ones too
-        self.pool.set_considered_list(sorted(set(range(1, len(self.pool.solvables))).difference(self.excluded)))
+        # whatprovides stays as it is: with POOL_FLAG_WHATPROVIDESWITHDISABLED it holds the disabled ones too.
+        # (libsolv makes the considered map "all but these" itself: a list of every other id cost 5 ms)
+        self.pool.set_disabled_list(sorted(self.excluded))
 
     def only(self, keep: Callable[[solv.XSolvable], bool], why_not: str,
              excluded_by: Callable[[solv.XSolvable], str | None]) -> None:
