@@ -381,6 +381,73 @@ def test_solv_cache_holds_the_file_provides_and_resolves_as_a_cold_run(rpm_repos
     assert (history / "snapshots.lock").read_bytes() == expected
 
 
+def test_solv_cache_leaves_out_only_what_nothing_reads(rpm_repos: dict[str, Path], tmp_path: Path) -> None:
+    """The cached .solv holds every package as libsolv parses it from the full XML, minus the texts primary.xml's
+    lean reading drops (summary, description, packager, url, group, buildhost, source rpm): the same
+    dependencies, vendors, build times, checksums, locations and sizes; and the lean reading gives the same
+    bytes whatever pieces the decompressed file arrives in."""
+    import random
+
+    import solv
+
+    from imagebuild.compression import decompress
+    from imagebuild.rpm.repository import _Lean
+
+    cfg = write_config(tmp_path, rpm_repos, ["cuda-12-6"])
+    assert lock(cfg, tmp_path / "c").returncode == 0
+    cached = solv.Pool()
+    for path in sorted((tmp_path / "c" / "rpmsolv").rglob("*.solv")):
+        f = solv.xfopen(str(path))
+        assert cached.add_repo(path.name).add_solv(f, 0)
+        f.close()
+    parsed = solv.Pool()
+    for name, root in rpm_repos.items():
+        packed = next((root / "repodata").glob("*primary.xml*"))
+        xml = decompress(packed.name, packed.read_bytes())
+        whole: list[bytes] = []
+        lean = _Lean(whole.append)
+        lean(xml)
+        lean.close()
+        for seed in range(5):
+            pieces: list[bytes] = []
+            lean = _Lean(pieces.append)
+            rng, at = random.Random(seed), 0
+            while at < len(xml):
+                n = rng.choice((1, 9, 100, 4096, 1 << 16))
+                lean(xml[at:at + n])
+                at += n
+            lean.close()
+            assert b"".join(pieces) == b"".join(whole), (name, seed)
+        assert b"<description>" in xml and b"<description>" not in b"".join(whole)
+        plain = tmp_path / f"{name}-primary.xml"
+        plain.write_bytes(xml)
+        f = solv.xfopen(str(plain))
+        assert parsed.add_repo(name).add_rpmmd(f, "", 0)
+        f.close()
+
+    keys = (solv.SOLVABLE_PROVIDES, solv.SOLVABLE_REQUIRES, solv.SOLVABLE_CONFLICTS, solv.SOLVABLE_OBSOLETES,
+            solv.SOLVABLE_RECOMMENDS, solv.SOLVABLE_SUGGESTS, solv.SOLVABLE_SUPPLEMENTS, solv.SOLVABLE_ENHANCES)
+
+    def described(pool: solv.Pool) -> dict[tuple[str, str], tuple[object, ...]]:
+        out = {}
+        for s in pool.solvables_iter():
+            chk = s.lookup_checksum(solv.SOLVABLE_CHECKSUM)
+            out[(s.str(), s.lookup_location()[0])] = (
+                s.vendor, s.lookup_num(solv.SOLVABLE_BUILDTIME), chk.hex() if chk else None,
+                s.lookup_num(solv.SOLVABLE_DOWNLOADSIZE), s.lookup_num(solv.SOLVABLE_INSTALLSIZE),
+                s.lookup_str(solv.SOLVABLE_LICENSE),
+                # (the cache's provides also hold the file provides its pool needs)
+                *(frozenset(str(d) for d in s.lookup_deparray(k) if k != solv.SOLVABLE_PROVIDES
+                            or not str(d).startswith("/")) for k in keys))
+        return out
+
+    full, kept = described(parsed), described(cached)
+    assert kept == full and len(kept) > 100
+    assert any(s.lookup_str(solv.SOLVABLE_SUMMARY) for s in parsed.solvables_iter())
+    assert not any(s.lookup_str(solv.SOLVABLE_SUMMARY) or s.lookup_str(solv.SOLVABLE_DESCRIPTION)
+                   for s in cached.solvables_iter())
+
+
 def test_older_repomd_than_the_locked_one_is_refused_as_rollback(rpm_repos: dict[str, Path], tmp_path: Path) -> None:
     """A mirror that serves an older repomd.xml (revision) at the URL and snapshot the lock already records
     is replaying stale metadata: refused (exit 4), the lock untouched."""
