@@ -103,6 +103,7 @@ CASES = [
     C("envmodules-epoch", "environment-modules", "python3-pip-21.2.3-7.el9"),
     C("kernel-devel-gcc", "kernel-devel", "gcc", "dkms"),
     C("file-request", "/usr/bin/python3", "make"),
+    C("file-request-filelists", "/usr/share/zoneinfo/UTC", "/usr/share/Modules/libexec/modulecmd.tcl"),
     C("provide-requests", "libcuda.so.1()(64bit)", "dkms >= 3.1.8", weak=True),
     C("upgrade-glibc-on-old-base", "glibc-devel", base="minimal"),
     C("unknown-package", "no-such-package"),

@@ -40,7 +40,7 @@ from imagebuild.openpgp import verify_signature
 _NS = {"r": "http://linux.duke.edu/metadata/repo"}
 
 #: Bump when what goes into a cached .solv changes (which files are loaded, and how).
-_SOLV_FORMAT = "3"
+_SOLV_FORMAT = "4"
 #: Left out of the parsed repo: the elements of primary.xml that nothing here reads and that cost the most to
 #: keep. libsolv compresses every description into the .solv's pages (half the time of writing a large repo's
 #: .solv), and the other texts are most of the strings a warm lock reads back: on the 40 000-package benchmark
@@ -55,6 +55,8 @@ _UNREAD = tuple(re.compile(rb"".join(rb"(?:<%s(?:>[^<]*</%s>|/>)\s*)%s" % (tag, 
                              (b"rpm:group", b"rpm:buildhost", b"rpm:sourcerpm")))
 #: A package's entry is held back until the next one starts, unless it is larger than this.
 _HOLD = 1 << 20
+#: How filelists.xml is added: to the packages primary.xml gave, its strings kept in its own repodata.
+_FILELISTS = solv.Repo.REPO_EXTEND_SOLVABLES | solv.Repo.REPO_LOCALPOOL
 #: Bump when module_documents keeps other keys.
 _MODULES_FORMAT = "2"
 #: A cached .solv ends with the sha256 of the bytes before it: libsolv accepts some corrupted files
@@ -125,11 +127,17 @@ def prepare_solvs(mds: Sequence[RepoMetadata], cache: Cache) -> list[RepoMetadat
         return mds
     scratch = solv.Pool()
     scratch.setdisttype(solv.Pool.DISTTYPE_RPM)
-    repos = [load_repo(scratch, md) if i not in todo else _xml_repo(scratch, md) for i, md in enumerate(mds)]
+    repos, firsts = [], {}
+    for i, md in enumerate(mds):
+        if i in todo:
+            repos.append(scratch.add_repo(md.repo.name))
+            firsts[i] = _add_xml(repos[-1], md)
+        else:  # its packages' provides hold the set's file provides: libsolv does not search it for them
+            repos.append(load_repo(scratch, md))
     added = scratch.addfileprovides_queue()
     for i in todo:
         try:
-            _write_solv(repos[i], mds[i], added)
+            _write_solv(repos[i], firsts[i], mds[i], added)
         except OSError:
             mds[i] = replace(mds[i], solv_cache=None)  # an unwritable cache costs the parse, nothing else
     return mds
@@ -277,9 +285,10 @@ def module_documents(md: RepoMetadata) -> list[dict[str, object]]:
 
 
 def load_repo(pool: solv.Pool, md: RepoMetadata) -> solv.Repo:
-    """Add the repo's packages (primary + filelists) to `pool`, from the cached .solv (prepare_solvs has checked or
-    written it); only without one is the XML parsed here. Reads only. Priorities are not in the file: callers set
-    them, and call addfileprovides (with the set's .solv files, it finds the file provides all there)."""
+    """Add the repo's packages to `pool`, from the cached .solv (prepare_solvs has checked or written it); only
+    without one is the XML parsed here. Reads only. Priorities are not in the file: callers set them, and call
+    addfileprovides (with the set's .solv files, it finds the file provides all there). The .solv holds primary's
+    file lists (/etc, */bin/), not filelists.xml's: add_filelists adds those when a request names another path."""
     if md.solv_cache is None:
         return _xml_repo(pool, md)
     repo = pool.add_repo(md.repo.name)
@@ -291,6 +300,17 @@ def load_repo(pool: solv.Pool, md: RepoMetadata) -> solv.Repo:
         repo.empty(True)
         _add_xml(repo, md)
     return repo
+
+
+def add_filelists(repo: solv.Repo, md: RepoMetadata) -> None:
+    """Add filelists.xml to `repo` (loaded by load_repo), for a request naming a file that only it lists. A repo
+    parsed from the XML has them already: it gets them again, which changes no answer."""
+    if md.filelists is not None:
+        if not _add_rpmmd(repo, md.filelists, "FL", _FILELISTS, f"repo {md.repo.name!r} ({md.url})", lean=False):
+            raise RepositoryError(f"repo {md.repo.name!r} ({md.url}): {md.filelists.name}: cannot parse: "
+                                  f"{repo.pool.errstr}", hint=f"remove {md.filelists} from the cache if it was "
+                                                              "damaged there")
+        repo.internalize()
 
 
 def _xml_repo(pool: solv.Pool, md: RepoMetadata) -> solv.Repo:
@@ -323,21 +343,21 @@ def _valid_solv(path: Path) -> bool:
     return True
 
 
-def _write_solv(repo: solv.Repo, md: RepoMetadata, fileprovides: Sequence[int]) -> None:
-    """Write `repo` (parsed from md's XML, with the file provides addfileprovides gave it) as md's .solv + sha256
-    trailer, atomically, listing the `fileprovides` it holds: all the pool's, as libdnf lists them."""
+def _write_solv(repo: solv.Repo, first: Any, md: RepoMetadata, fileprovides: Sequence[int]) -> None:
+    """Write `repo` (parsed from md's XML by _add_xml, with the file provides addfileprovides gave it) as md's
+    .solv + sha256 trailer, atomically: its packages and their primary.xml data (`first`, its first repodata),
+    without filelists.xml's, listing the `fileprovides` it holds: all the pool's, as libdnf lists them."""
     assert md.solv_cache is not None
-    meta = repo.add_repodata(0)  # beside primary's and filelists': libsolv writes them as one
     for i in fileprovides:
-        meta.add_idarray(solv.SOLVID_META, solv.REPOSITORY_ADDEDFILEPROVIDES, i)
-    meta.internalize()
+        first.add_idarray(solv.SOLVID_META, solv.REPOSITORY_ADDEDFILEPROVIDES, i)
+    first.internalize()
     out = md.solv_cache
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     os.close(fd)
     try:
         f = solv.xfopen(tmp, "w")
-        if f is None or not repo.write(f) or not f.close():
+        if f is None or not repo.write_first_repodata(f) or not f.close():
             raise OSError(f"{tmp}: cannot write the parsed repo")
         with open(tmp, "r+b") as w:
             body = w.read()
@@ -351,15 +371,19 @@ def _write_solv(repo: solv.Repo, md: RepoMetadata, fileprovides: Sequence[int]) 
         raise
 
 
-def _add_xml(repo: solv.Repo, md: RepoMetadata) -> None:
+def _add_xml(repo: solv.Repo, md: RepoMetadata) -> Any:
+    """Parse md's XML into `repo`: primary.xml into the repo's first repodata (returned: _write_solv writes it
+    alone), filelists.xml into one of its own whose strings stay out of the pool's (REPO_LOCALPOOL)."""
+    first = repo.add_repodata(0)
     what = f"repo {md.repo.name!r} ({md.url})"
-    for path, language, flags in ((md.primary, "", 0), (md.filelists, "FL", solv.Repo.REPO_EXTEND_SOLVABLES)):
+    for path, language, flags in ((md.primary, "", solv.Repo.REPO_REUSE_REPODATA), (md.filelists, "FL", _FILELISTS)):
         if path is None:
             continue
         if not _add_rpmmd(repo, path, language, flags, what, lean=path is md.primary):
             raise RepositoryError(f"{what}: {path.name}: cannot parse: {repo.pool.errstr}",
                                   hint=f"remove {path} from the cache if it was damaged there")
     repo.internalize()
+    return first
 
 
 def _add_rpmmd(repo: solv.Repo, path: Path, language: str, flags: int, what: str, lean: bool) -> bool:

@@ -18,7 +18,7 @@ from imagebuild.bom import BomEntry
 from imagebuild.errors import ConfigError, RepositoryError
 from imagebuild.lockfile import repo_path
 from imagebuild.resolution import Reason, UnknownPackage, Unsatisfiable
-from imagebuild.rpm.repository import RepoMetadata, load_repo
+from imagebuild.rpm.repository import RepoMetadata, add_filelists, load_repo
 
 # dnf.conf's default installonlypkgs
 INSTALLONLY = ("kernel", "kernel-PAE", "installonlypkg(kernel)", "installonlypkg(kernel-module)",
@@ -206,6 +206,7 @@ class RpmResolver:
             documents.extend(md.module_docs)
             by_name[md.repo.name] = md
         self.repos = by_name
+        self._filelists = False
         # file provides first: they are added to the repo packages' provides, and the base packages copy
         # those (an installed systemd-udev must still provide /usr/bin/kernel-install, as in the rpmdb)
         # (libsolv skips those a repo's .solv lists as added already: all of them, from prepare_solvs)
@@ -345,8 +346,20 @@ class RpmResolver:
             sel = pool.select(spec, solv.Selection.SELECTION_PROVIDES | solv.Selection.SELECTION_REL
                               | solv.Selection.SELECTION_GLOB | extra)
         if sel.isempty() and spec.startswith("/"):
+            self._add_filelists()
             sel = pool.select(spec, solv.Selection.SELECTION_FILELIST | extra)
         return sel
+
+    def _add_filelists(self) -> None:
+        """filelists.xml of every repo, the first time a request names a file no dependency does (the cached
+        .solv files hold primary's file lists only): dnf looks such a path up in them."""
+        if self._filelists:
+            return
+        self._filelists = True
+        for repo in self.pool.repos:
+            md = self.repos.get(repo.name)
+            if md is not None and repo != self.pool.installed:
+                add_filelists(repo, md)
 
     def _obsoleters(self, sel: solv.Selection) -> list[solv.XSolvable]:
         """Available packages that obsolete every candidate the selection names."""
