@@ -433,11 +433,16 @@ class RpmResolver:
         ids = {s.id for s in installed}
         keys = [solv.SOLVABLE_REQUIRES, *([solv.SOLVABLE_RECOMMENDS] if self.weak_deps else [])]
         out: dict[str, set[str]] = {}
+        providers: dict[int, list[str]] = {}  # dep -> installed providers: most deps are shared (libc.so.6, ...)
         for s in installed:
             names = out.setdefault(s.name, set())
             for key in keys:
                 for dep in s.lookup_deparray(key, 0):
-                    names.update(p.name for p in self.pool.whatprovides(dep.id) if p.id in ids and p.name != s.name)
+                    found = providers.get(dep.id)
+                    if found is None:
+                        found = providers[dep.id] = [p.name for p in self.pool.whatprovides(dep.id) if p.id in ids]
+                    names.update(found)
+            names.discard(s.name)
         return {n: tuple(sorted(v)) for n, v in out.items()}
 
     def _problem_line(self, info: solv.XRuleinfo) -> str:
