@@ -7,7 +7,10 @@ expands beyond what any real index does (`limit`) is refused instead of exhausti
 from __future__ import annotations
 
 import bz2
+import contextlib
+import fcntl
 import lzma
+import os
 import zlib
 from collections.abc import Callable, Iterator
 
@@ -22,6 +25,7 @@ MAX_LIMIT = 4 << 30
 _CHUNK = 1 << 24
 _FEED = 1 << 16
 _ZSTD_STEP = 1 << 10
+_FORKED_PIPE = 1 << 20
 
 
 def limit(compressed_size: int) -> int:
@@ -158,6 +162,43 @@ def feed(name: str, data: bytes, out: Callable[[bytes], object]) -> None:
     decompressed: for a writer that keeps only a file of it (libsolv's input)."""
     if not _read(name, data, out, _CHUNK):
         out(data)
+
+
+def feed_forked(name: str, data: bytes, out: Callable[[bytes], object]) -> bool:
+    """What `feed` gives, decompressed by a forked child into a pipe while `out` takes it here, on another core
+    (threads would not overlap: a reader that holds the GIL, as a regex does, stalls the decompressing thread at
+    every piece). True when the child decompressed it all and `out` had all of it; False when the child failed
+    (damaged or hostile data, or no child could be started): `out` may have had part of it, and `feed` says
+    what was wrong."""
+    try:
+        r, w = os.pipe()
+    except OSError:
+        return False
+    with contextlib.suppress(OSError):  # a larger pipe: fewer, larger pieces (a Linux limit; else 64 KiB)
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, _FORKED_PIPE)
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(r)
+        os.close(w)
+        return False
+    if pid == 0:
+        code = 1
+        try:
+            os.close(r)
+            with open(w, "wb", buffering=0) as pipe:
+                feed(name, data, pipe.write)
+            code = 0
+        finally:
+            os._exit(code)  # nothing of the parent's runs here: no atexit, no buffered output
+    os.close(w)
+    try:
+        with open(r, "rb", buffering=0) as pipe:
+            while piece := pipe.read(_FORKED_PIPE):
+                out(piece)
+    finally:
+        _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
 
 
 def _read(name: str, data: bytes, out: Callable[[bytes], object], step: int) -> bool:

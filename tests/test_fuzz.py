@@ -398,6 +398,8 @@ def test_decompress(ext: str, payload: bytes, members: int, damage: str, data: s
         assert out is None, "a truncated file decompressed without an error"
     fed: list[bytes] = []
     assert typed(lambda: compression.feed(f"primary.xml{ext}", blob, fed.append) or b"".join(fed)) == out
+    forked: list[bytes] = []  # decompressed by a child: all of it, or False where feed raises
+    assert (b"".join(forked) if compression.feed_forked(f"primary.xml{ext}", blob, forked.append) else None) == out
     assert compression.decompress("Packages", blob) == blob
 
 
@@ -416,6 +418,8 @@ def test_decompression_bombs_are_bounded(ext: str, monkeypatch: pytest.MonkeyPat
         compression.decompress(f"Packages{ext}", bomb)
     with pytest.raises(ImagebuildError, match="decompresses to more than"):
         compression.feed(f"primary.xml{ext}", bomb, lambda piece: None)
+    with time_limit(10, "bomb"):
+        assert compression.feed_forked(f"primary.xml{ext}", bomb, lambda piece: None) is False
     with time_limit(10, "bomb"), pytest.raises(ImagebuildError, match="decompresses to more than 8 MiB"):
         b"".join(compression.decompress_chunks(f"Packages{ext}", bomb))
     assert compression.limit(1) == 8 << 20 and compression.limit(1 << 40) == compression.MAX_LIMIT

@@ -25,7 +25,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import solv
 
@@ -398,13 +398,28 @@ def _add_rpmmd(repo: solv.Repo, path: Path, language: str, flags: int, what: str
     except OSError:  # a read-only cache: the system's temp dir
         plain = tempfile.TemporaryFile()  # noqa: SIM115
     with plain:
-        out = _Lean(plain.write) if lean else plain.write
-        compression.feed(path.name, path.read_bytes(), out)
-        if isinstance(out, _Lean):
-            out.close()
+        data = path.read_bytes()
+        # primary.xml: decompressed by a child while this process takes the texts out of it (_Lean)
+        if not (lean and path.name.endswith(".gz") and _lean(plain, compression.feed_forked, path.name, data)):
+            plain.seek(0)
+            plain.truncate()
+            if lean:
+                _lean(plain, compression.feed, path.name, data)
+            else:
+                compression.feed(path.name, data, plain.write)
         plain.flush()
         plain.seek(0)
         return _parse(repo, solv.xfopen_fd("", plain.fileno()), language, flags, what, path)  # it dup()s the fd
+
+
+def _lean(plain: IO[bytes], feed: Callable[[str, bytes, Callable[[bytes], object]], object], name: str,
+          data: bytes) -> bool:
+    """`feed` the decompressed `data` through a _Lean into `plain`; whether `feed` says it gave all of it."""
+    out = _Lean(plain.write)
+    if feed(name, data, out) is False:
+        return False
+    out.close()
+    return True
 
 
 class _Lean:
@@ -424,16 +439,15 @@ class _Lean:
                 return
             cut = len(data)  # an entry larger than any real one: passed on (less is left out)
         self._rest = data[cut:]
-        self._out(data[:cut])
+        self._out(memoryview(data)[:cut])  # (re reads a view: the piece is not copied once more)
 
     def close(self) -> None:
         self._out(self._rest)
         self._rest = b""
 
-    def _out(self, data: bytes) -> None:
-        for pattern in _UNREAD:
-            data = pattern.sub(b"", data)
-        self._write(data)
+    def _out(self, data: bytes | memoryview) -> None:
+        texts, package = _UNREAD
+        self._write(package.sub(b"", texts.sub(b"", data)))
 
 
 def _parse(repo: solv.Repo, f: Any, language: str, flags: int, what: str, path: Path) -> bool:
