@@ -1,15 +1,16 @@
 """Reading one dnf repository: repomd.xml (optionally signed), primary/filelists/modules verified by checksum,
 and loading it into a libsolv pool.
 
-Metadata files are stored in the content-addressed cache: gzip as fetched (libsolv reads it), everything else
-decompressed. The repo libsolv parses from primary+filelists is cached as a `.solv` file keyed by their
-checksums and those of the other repos of its pool, so an unchanged set of repos is parsed from XML once, not on
-every lock. As libdnf's does, the .solv also holds the file provides libsolv adds for that set (`/usr/bin/python3`
-required by one package, provided through another's file list), listed under REPOSITORY_ADDEDFILEPROVIDES:
-libsolv then skips searching the file lists for them, the largest part of loading a warm pool. Keyed by the whole
-set (not, as libdnf's, by the repo alone and rewritten when another set needs more), every .solv is a function of
-the XML it was parsed from, and a warm pool is the cold one, whatever ran before with this cache. What nothing
-here reads (descriptions, summaries and the like: _UNREAD) is left out of primary.xml before libsolv parses it.
+Metadata files are stored in the content-addressed cache: gzip as fetched, everything else decompressed. The repo
+libsolv parses from primary.xml is cached as a `.solv` file keyed by the checksums of primary and filelists and
+those of the other repos of its pool, so an unchanged set of repos is parsed from XML once, not on every lock
+(filelists.xml itself is not in it: `add_filelists` adds it for a request that names a path). As libdnf's does, the
+.solv also holds the file provides libsolv adds for that set (`/usr/bin/python3` required by one package, provided
+through another's file list), listed under REPOSITORY_ADDEDFILEPROVIDES: libsolv then skips searching the file
+lists for them, the largest part of loading a warm pool. Keyed by the whole set (not, as libdnf's, by the repo
+alone and rewritten when another set needs more), every .solv is a function of the XML it was parsed from, and a
+warm pool is the cold one, whatever ran before with this cache. What nothing here reads (descriptions, summaries
+and the like: _UNREAD) is left out of primary.xml before libsolv parses it.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ _SOLV_FORMAT = "4"
 #: Left out of the parsed repo: the elements of primary.xml that nothing here reads and that cost the most to
 #: keep. libsolv compresses every description into the .solv's pages (half the time of writing a large repo's
 #: .solv), and the other texts are most of the strings a warm lock reads back: on the 40 000-package benchmark
-#: repo the .solv goes from 14.4 to 6.5 MiB, its parse 0.1 s and its write 0.15 s shorter, its load 20 -> 12.5 ms.
+#: repo the .solv goes from 14.4 to 6.5 MB, its parse 0.1 s and its write 0.15 s shorter, its load 20 -> 12.5 ms.
 #: Kept: name, arch, version, checksum, time (libsolv compares build times), size, location, license, vendor
 #: (libsolv's vendor policy), header range and every dependency. Two patterns, each found by its first tag, in
 #: createrepo_c's order (in another order they match less and keep more); text without `<` only, so removing a
