@@ -68,8 +68,9 @@ def parse_id(snapshot: str, *, where: str = "snapshot") -> datetime:
     hint = "a UTC time written YYYYMMDDTHHMMSSZ (or Pulp's YYYYMMDDTHHMMSS), e.g. 20261122T000000Z"
     if not SNAPSHOT_RE.match(snapshot):
         raise ConfigError(f"{where}: {snapshot!r} is not a snapshot id", hint=hint)
-    try:
-        return datetime.strptime(snapshot.removesuffix("Z"), _ID_FORMAT[:-1]).replace(tzinfo=UTC)
+    try:  # (not strptime: its first call builds a locale's regexes, a few ms of every lock)
+        return datetime(int(snapshot[0:4]), int(snapshot[4:6]), int(snapshot[6:8]), int(snapshot[9:11]),
+                        int(snapshot[11:13]), int(snapshot[13:15]), tzinfo=UTC)
     except ValueError:
         raise ConfigError(f"{where}: {snapshot!r} is not a valid date and time", hint=hint) from None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import http.server
+import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -166,6 +167,28 @@ def test_ids_round_trip_and_validate() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         format_id(datetime(2026, 11, 22))
 
+
+
+def test_parse_id_reads_ids_as_strptime_does() -> None:
+    """parse_id reads the digits itself; on every well-formed id, valid or not (month 13, 30 February, second
+    60), it agrees with datetime.strptime."""
+    rng = random.Random(13)
+    ids = ["20240229T235959Z", "20230229T000000Z", "20261232T000000", "20261122T240000Z", "20261122T000060Z",
+           "00001122T000000Z", "99991231T235959Z", "20260000T000000Z"]
+    for _ in range(3000):
+        y, mo, d, h, mi, sec = (rng.randrange(n) for n in (10000, 15, 34, 26, 62, 62))
+        ids.append(f"{y:04}{mo:02}{d:02}T{h:02}{mi:02}{sec:02}")
+    valid = 0
+    for i in ids:
+        try:
+            expected = datetime.strptime(i.removesuffix("Z"), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+        except ValueError:
+            with pytest.raises(ConfigError, match="not a valid date and time"):
+                parse_id(i)
+        else:
+            assert parse_id(i) == expected, i
+            valid += 1
+    assert 500 < valid < len(ids) - 500
 
 def test_parse_provider() -> None:
     assert parse_provider("apt-native") is Provider.APT_NATIVE
