@@ -168,7 +168,6 @@ def test_ids_round_trip_and_validate() -> None:
         format_id(datetime(2026, 11, 22))
 
 
-
 def test_parse_id_reads_ids_as_strptime_does() -> None:
     """parse_id reads the digits itself; on every well-formed id, valid or not (month 13, 30 February, second
     60), it agrees with datetime.strptime."""
