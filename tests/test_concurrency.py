@@ -1,6 +1,6 @@
 """Two writing runs in one project serialise on a file lock: the second waits (saying so) or, with --no-wait,
 fails at once naming the holder; both end with the same correct outputs. And the child a lock forks to lock the
-later deb targets gives the parent's own result, or fails without effect."""
+later targets (deb or rpm) gives the parent's own result, or fails without effect."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 
 from imagebuild import log
 from imagebuild.app import lock as lock_module
-from imagebuild.app.lock import _Ahead, _lock_deb, _roles_of
+from imagebuild.app.lock import _Ahead, _lock_deb, _lock_target, _roles_of
 from imagebuild.config import load_config
 from imagebuild.fetch import Cache
 from imagebuild.lockfile import Lock, render_lock
@@ -104,6 +104,33 @@ def test_the_child_locks_later_targets_as_the_parent_would_or_fails_quietly(tmp_
     assert ahead.pid == 0
     ahead.close()
 
+
+
+def test_the_child_locks_later_rpm_targets_as_the_parent_would(tmp_path: Path) -> None:
+    """rpm targets go to the child too (reading the repodata, writing the .solv files, resolving): its result is
+    the parent's own, byte for byte in the lock, and it is not taken when a repo the run has already locked (the
+    same URL: the example's dnf repos serve both arches) had another repomd digest."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU: no child is forked")
+    config = load_config(_project(tmp_path) / "imagebuild.toml")
+    distro = config.distros["rocky9"]
+    roles = _roles_of(config, "rocky9")
+    cache = Cache(tmp_path / "cache")
+    mine = _lock_target(distro, "x86_64", roles, config, cache, {}, {})
+    ahead = _Ahead([(distro, "aarch64", roles)], config, Cache(tmp_path / "cache-child"))
+    assert ahead.pid
+    theirs = ahead.take(0, {}, {}, mine[0])
+    ahead.close()
+    assert theirs is not None
+    alone = _lock_target(distro, "aarch64", roles, config, Cache(tmp_path / "cache-alone"), {}, {})
+    assert render_lock(Lock("x", (*mine[0], *theirs[0]), (*mine[1], *theirs[1]))) == \
+        render_lock(Lock("x", (*mine[0], *alone[0]), (*mine[1], *alone[1])))
+    assert {r.url for r in mine[0]} & {r.url for r in theirs[0]}  # the check below has something to compare
+
+    held = [dataclasses.replace(mine[0][0], release_sha256="0" * 64), *mine[0][1:]]
+    ahead = _Ahead([(distro, "aarch64", roles)], config, cache)
+    assert ahead.take(0, {}, {}, held) is None
+    ahead.close()
 
 def test_the_child_s_output_is_printed_by_the_parent_and_a_warning_once(tmp_path: Path,
                                                                          capfd: pytest.CaptureFixture[str]) -> None:

@@ -275,11 +275,11 @@ def _locked_packages(res: Resolution, universe: Universe, weak: bool = False) ->
 
 def resolve_all(config: Config, cache: Cache | None = None) -> Lock:
     cache = cache or Cache()
-    deb = [(d, arch, _roles_of(config, name)) for name, d in sorted(config.distros.items())
-           if d.family is Family.DEB and _roles_of(config, name) for arch in d.arches]
-    ahead = _Ahead(deb[1:], config, cache)
+    jobs = [(d, arch, _roles_of(config, name)) for name, d in sorted(config.distros.items())
+            if _roles_of(config, name) for arch in d.arches]
+    ahead = _Ahead(jobs[1:], config, cache)
     try:
-        return _resolve_all(config, cache, ahead)
+        return _resolve_all(config, cache, jobs, ahead)
     finally:
         ahead.close()
 
@@ -288,21 +288,22 @@ def _roles_of(config: Config, distro: str) -> list[Role]:
     return [r for _, r in sorted(config.roles.items()) if r.distro == distro]
 
 
-_DebJob = tuple[Distro, str, list[Role]]
+_Job = tuple[Distro, str, list[Role]]  # one distro × arch target and the roles locked for it
 _Releases = dict[tuple[str, str], tuple["ReleaseInfo", "Release"]]
 
 
 class _Ahead:
-    """The deb distro × arch targets after the first, locked by a child process on another core while this one
-    locks the first: reading the indices (cold: decompressing and parsing) and resolving the roles are one core's
-    worth per target. Each result is the same function of the same inputs the parent would compute
-    (`_lock_deb`), handed over pickled in a file of its own, with the Releases and snapshot ids it was resolved
-    against: the parent takes it only if those agree with what the run has already read (a repository that
-    changed between the two reads is read once more, by the parent, as before). What the child prints is kept and
-    printed by the parent when it takes the result; a child that fails or is not taken costs nothing but its
-    core: the parent locks that target itself and reports what goes wrong."""
+    """The distro × arch targets after the first, locked by a child process on another core while this one
+    locks the first: reading the indices or repodata (cold: decompressing and parsing them, for rpm into the
+    cached .solv files) and resolving the roles are one core's worth per target. Each result is the same function
+    of the same inputs the parent would compute (`_lock_target`), handed over pickled in a file of its own, with
+    the Releases and snapshot ids it was resolved against: the parent takes it only if those, and the digest of
+    every repo it locked, agree with what the run has already read (a repository that changed between the two
+    reads is read once more, by the parent, as before). What the child prints is kept and printed by the parent
+    when it takes the result; a child that fails or is not taken costs nothing but its core: the parent locks
+    that target itself and reports what goes wrong."""
 
-    def __init__(self, jobs: list[_DebJob], config: Config, cache: Cache) -> None:
+    def __init__(self, jobs: list[_Job], config: Config, cache: Cache) -> None:
         self.pid, self.taken, self.read, self.relayed = 0, 0, 0, 0
         self.files = contextlib.ExitStack()
         if not jobs or len(os.sched_getaffinity(0)) < 2:  # the CPUs this process may run on
@@ -330,7 +331,7 @@ class _Ahead:
             releases: _Releases = {}
             resolved: dict[tuple[str, str], str] = {}
             for distro, arch, roles in jobs:
-                repos, targets = _lock_deb(distro, arch, roles, config, cache, releases, resolved)
+                repos, targets = _lock_target(distro, arch, roles, config, cache, releases, resolved)
                 pickle.dump((releases, resolved, repos, targets), self.results, pickle.HIGHEST_PROTOCOL)
                 self.results.flush()
                 sys.stderr.flush()
@@ -339,11 +340,12 @@ class _Ahead:
         finally:
             os._exit(code)  # nothing of the parent's runs here: no atexit, no buffered output
 
-    def take(self, n: int, releases: _Releases,
-             resolved: dict[tuple[str, str], str]) -> tuple[list[LockedRepo], list[LockedTarget]] | None:
+    def take(self, n: int, releases: _Releases, resolved: dict[tuple[str, str], str],
+             held: Iterable[LockedRepo] = ()) -> tuple[list[LockedRepo], list[LockedTarget]] | None:
         """The child's `n`th target (its repos and targets; taken in order), once the child has it, if it was
         resolved against the Releases and snapshot ids in `releases` and `resolved` where those have the same keys
-        (then those gain the child's others); None when the child stopped before it, or read something else."""
+        (then those gain the child's others), and against the digest each repo of the same URL and suite has in
+        `held` (the repos locked so far); None when the child stopped before it, or read something else."""
         assert n == self.taken
         self.taken += 1
         ends = b""
@@ -362,8 +364,10 @@ class _Ahead:
         printed = os.pread(self.err.fileno(), said - self.relayed, self.relayed).decode(
             "utf-8", errors="replace").splitlines(keepends=True)
         self.relayed = said
+        digests = {(r.url, r.suite): r.release_sha256 for r in held}
         if any(k in releases and releases[k][0].sha256 != v[0].sha256 for k, v in theirs.items()) or \
-                any(resolved.get(k, v) != v for k, v in their_snapshots.items()):
+                any(resolved.get(k, v) != v for k, v in their_snapshots.items()) or \
+                any(digests.get((r.url, r.suite), r.release_sha256) != r.release_sha256 for r in repos):
             return None
         for line in printed:
             if line.startswith("warning: "):
@@ -389,25 +393,17 @@ class _Ahead:
         self.files.close()
 
 
-def _resolve_all(config: Config, cache: Cache, ahead: _Ahead) -> Lock:
+def _resolve_all(config: Config, cache: Cache, jobs: list[_Job], ahead: _Ahead) -> Lock:
     releases: _Releases = {}
     resolved: dict[tuple[str, str], str] = {}
     repos: list[LockedRepo] = []
     targets: list[LockedTarget] = []
-    n = -1  # the deb target being locked: the first by this process, the others by the child if it can
-    for dname, distro in sorted(config.distros.items()):
-        roles = _roles_of(config, dname)
-        if not roles:
-            continue
-        for arch in distro.arches:
-            if distro.family is Family.RPM:
-                got = _lock_rpm(distro, arch, roles, config, cache, resolved)
-            else:
-                n += 1
-                got = (ahead.take(n - 1, releases, resolved) if n else None) or \
-                    _lock_deb(distro, arch, roles, config, cache, releases, resolved)
-            repos.extend(got[0])
-            targets.extend(got[1])
+    # the first target by this process, the others by the child if it can
+    for n, (distro, arch, roles) in enumerate(jobs):
+        got = (ahead.take(n - 1, releases, resolved, repos) if n else None) or \
+            _lock_target(distro, arch, roles, config, cache, releases, resolved)
+        repos.extend(got[0])
+        targets.extend(got[1])
     if any(r.pip for r in config.roles.values()):
         from dataclasses import replace
 
@@ -416,6 +412,14 @@ def _resolve_all(config: Config, cache: Cache, ahead: _Ahead) -> Lock:
         pins = {r.name: lock_pip(r) for r in config.roles.values() if r.pip}
         targets = [replace(t, pip=pins.get(t.role, ())) for t in targets]
     return Lock(inputs_digest(config), tuple(repos), tuple(targets))
+
+
+def _lock_target(distro: Distro, arch: str, roles: list[Role], config: Config, cache: Cache, releases: _Releases,
+                 resolved: dict[tuple[str, str], str]) -> tuple[list[LockedRepo], list[LockedTarget]]:
+    """One distro × arch target: its repos as locked, and a locked target per role (and container)."""
+    if distro.family is Family.RPM:
+        return _lock_rpm(distro, arch, roles, config, cache, resolved)
+    return _lock_deb(distro, arch, roles, config, cache, releases, resolved)
 
 
 def _lock_deb(distro: Distro, arch: str, roles: list[Role], config: Config, cache: Cache, releases: _Releases,
