@@ -61,6 +61,7 @@ GPU_ROLE = ["cuda-12-6", "nvidia-driver", "slurm-slurmd", "doca-ofed", "hpc-site
 ARCH = "x86_64"
 TARGET_COLD = 0.5
 TARGET_WARM = 0.6
+TARGET_SCALE = 1.3  # the apt benchmark's: several targets, as apt's 3 roles x 2 arches
 DNF_PYTHON = "/usr/bin/python3"
 
 Triple = tuple[str, str, str]
@@ -528,13 +529,19 @@ def prepare_repos(dest: Path, count: int, seed: int) -> tuple[dict[str, Path], d
 # --------------------------------------------------------------------------------------------------------------
 
 
-def write_config(d: Path, repos: dict[str, Path], pkgs: Sequence[str]) -> Path:
+def write_config(d: Path, repos: dict[str, Path], pkgs: Sequence[str], *more: dict[str, Path]) -> Path:
+    """A config locking `pkgs` as role compute on distro el9 from `repos`, and as compute-N on el9-N from each of
+    `more` (another distro × arch target each, as a second arch's repos would be)."""
     q = json.dumps  # JSON strings are valid TOML basic strings for these values
-    lines = ["[distros.el9]", 'family = "rpm"', f"arches = [{q(ARCH)}]", 'releasever = "9"', 'base = "none"',
-             "recommends = false", ""]
-    for rid, root in repos.items():
-        lines += ["[[distros.el9.repos]]", f"name = {q(rid)}", f"url = {q(root.resolve().as_uri())}", ""]
-    lines += ["[roles.compute]", 'distro = "el9"', "packages = [" + ", ".join(q(p) for p in pkgs) + "]"]
+    lines = []
+    for n, target in enumerate((repos, *more), 1):
+        distro, role = ("el9", "compute") if n == 1 else (f"el9-{n}", f"compute-{n}")
+        lines += [f"[distros.{distro}]", 'family = "rpm"', f"arches = [{q(ARCH)}]", 'releasever = "9"',
+                  'base = "none"', "recommends = false", ""]
+        for rid, root in target.items():
+            lines += [f"[[distros.{distro}.repos]]", f"name = {q(rid)}", f"url = {q(root.resolve().as_uri())}", ""]
+        lines += [f"[roles.{role}]", f"distro = {q(distro)}", "packages = [" + ", ".join(q(p) for p in pkgs) + "]",
+                  ""]
     cfg = d / "imagebuild.toml"
     cfg.write_text("\n".join(lines) + "\n")
     return cfg
@@ -634,6 +641,8 @@ def main() -> int:
     ap.add_argument("--check-targets", action="store_true",
                     help="exit 1 when a ratio misses its target or the sets differ")
     ap.add_argument("--keep", action="store_true", help="keep the work dir")
+    ap.add_argument("--scale", action="store_true",
+                    help="imagebuild alone: two distro x arch targets (a second set of repos, seed + 1) against one")
     ap.add_argument("--generate-into", type=Path, help=argparse.SUPPRESS)  # internal: see prepare_repos
     a = ap.parse_args()
     if a.generate_into:
@@ -659,6 +668,9 @@ def main() -> int:
     dnf_version = subprocess.run(["dnf", "--version"], capture_output=True, text=True, env=env).stdout.split()[0]
     try:
         repos, sizes = prepare_repos((a.fixtures or work / "repos").resolve(), a.synthetic, a.seed)
+        if a.scale:
+            second, _ = prepare_repos((a.fixtures or work / "repos").resolve() / "second", a.synthetic, a.seed + 1)
+            return scale(a, work, ib_cmd, ib_env, repos, second)
         for i in range(a.repeat):
             cold, warm, d = lock_cold_warm(ib_cmd, ib_env, work, str(i), lambda d: write_config(d, repos, a.packages))
             res["ib_cold"].append(cold)
@@ -725,6 +737,40 @@ def main() -> int:
     if a.check_targets and (r_cold > TARGET_COLD or r_warm > TARGET_WARM or not same):
         return 1
     return 0
+
+
+def scale(a: argparse.Namespace, work: Path, ib_cmd: list[str], env: dict[str, str], repos: dict[str, Path],
+          second: dict[str, Path]) -> int:
+    """Cold and warm locks of one target against two (the role on `repos`, and again on `second`): how a lock
+    grows with its distro × arch targets."""
+    shapes: dict[str, tuple[dict[str, Path], ...]] = {"1 target": (), "2 targets": (second,)}
+    res: dict[str, list[Measured]] = {f"{s} {k}": [] for s in shapes for k in ("cold", "warm")}
+    for i in range(a.repeat):
+        for n, (shape, more) in enumerate(shapes.items()):
+            def config(d: Path, more: tuple[dict[str, Path], ...] = more) -> Path:
+                return write_config(d, repos, a.packages, *more)
+
+            cold, warm, _ = lock_cold_warm(ib_cmd, env, work, f"{n + 1}-{i}", config)
+            res[f"{shape} cold"].append(cold)
+            res[f"{shape} warm"].append(warm)
+        print(f"run {i + 1}/{a.repeat}: " + "  ".join(f"{k} {v[-1].wall:.2f}s" for k, v in res.items()),
+              file=sys.stderr)
+    med = {k: (statistics.median(m.wall for m in v), statistics.median(m.rss_kb for m in v)) for k, v in res.items()}
+    print(f"\nimagebuild lock, 2 rpm targets against 1 ({ARCH}, {len(a.packages)} requested packages each), median "
+          f"of {a.repeat}")
+    print(f"{'':<34} {'wall':>11} {'peak RSS':>14}")
+    for k, (w, rss) in med.items():
+        print(f"{k:<34} {w:9.2f} s {rss / 1024:10.0f} MiB")
+    ratios = {kind: med[f"2 targets {kind}"][0] / med[f"1 target {kind}"][0] for kind in ("cold", "warm")}
+    for kind, r in ratios.items():
+        print(f"{'ratio ' + kind + ' 2/1':<34} {r:9.2f} x   target <= {TARGET_SCALE}x  "
+              f"{'OK' if r <= TARGET_SCALE else 'MISSED'}")
+    if a.json:
+        a.json.write_text(json.dumps({
+            "scale": True, "repeat": a.repeat, "ratios": ratios,
+            "runs": {k: [{"wall_s": m.wall, "peak_rss_kb": m.rss_kb} for m in v] for k, v in res.items()},
+        }, indent=2) + "\n")
+    return 1 if a.check_targets and max(ratios.values()) > TARGET_SCALE else 0
 
 
 if __name__ == "__main__":
