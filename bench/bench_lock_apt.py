@@ -45,7 +45,7 @@ from apt_oracle import (  # noqa: E402
     parse_status,
     set_diff,
 )
-from measure import Measured, lock_cold_warm, run_measured  # noqa: E402  (bench/, beside this script)
+from measure import Measured, lock_cold_warm, run_measured, scale_report, scale_runs  # noqa: E402  (bench/, beside this script)
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "debian-20261122"
 SNAPSHOT = "20261122T000000Z"  # when DEFAULT_DATA was captured: its Releases are valid then, not "now"
@@ -234,33 +234,12 @@ def scale(a: argparse.Namespace, work: Path, url: str, env: dict[str, str], ib_c
         for arch in ("amd64", "arm64"):
             (work / f"base-{arch}.status").write_text(text.replace("Architecture: amd64", f"Architecture: {arch}"))
         base = str(work / "base-{arch}.status")
-    shapes: dict[str, tuple[str | list[str], dict[str, list[str]]]] = {
-        "1x1": ("amd64", {"compute": COMPUTE}), "3x2": (["amd64", "arm64"], ROLES)}
-    res: dict[str, list[Measured]] = {f"{s}_{k}": [] for s in shapes for k in ("cold", "warm")}
-    for i in range(a.repeat):
-        for shape, (arches, roles) in shapes.items():
-            cold, warm, _ = lock_cold_warm(ib_cmd, env, work, f"{shape}-{i}", functools.partial(
-                write_config, url=url, arch=arches, base=base, recommends=a.recommends, pkgs=roles))
-            res[f"{shape}_cold"].append(cold)
-            res[f"{shape}_warm"].append(warm)
-        print(f"run {i + 1}/{a.repeat}: " + "  ".join(f"{k} {v[-1].wall:.2f}s" for k, v in res.items()),
-              file=sys.stderr)
-    med = {k: (statistics.median(m.wall for m in v), statistics.median(m.rss_kb for m in v)) for k, v in res.items()}
-    print(f"\nimagebuild lock, 3 roles x 2 arches against 1 role x 1 arch — base {'given' if base else 'none'}, "
-          f"median of {a.repeat}")
-    print(f"{'':<34} {'wall':>11} {'peak RSS':>14}")
-    for k, (w, rss) in med.items():
-        print(f"{k:<34} {w:9.2f} s {rss / 1024:10.0f} MiB")
-    ratios = {kind: med[f"3x2_{kind}"][0] / med[f"1x1_{kind}"][0] for kind in ("cold", "warm")}
-    for kind, r in ratios.items():
-        print(f"{'ratio ' + kind + ' 3x2/1x1':<34} {r:9.2f} x   target <= {TARGET_SCALE}x  "
-              f"{'OK' if r <= TARGET_SCALE else 'MISSED'}")
-    if a.json:
-        a.json.write_text(json.dumps({
-            "scale": True, "repeat": a.repeat, "ratios": ratios,
-            "runs": {k: [{"wall_s": m.wall, "peak_rss_kb": m.rss_kb} for m in v] for k, v in res.items()},
-        }, indent=2) + "\n")
-    return 1 if a.check_targets and max(ratios.values()) > TARGET_SCALE else 0
+    shapes = {shape: functools.partial(write_config, url=url, arch=arches, base=base, recommends=a.recommends,
+                                       pkgs=roles)
+              for shape, arches, roles in (("1x1", "amd64", {"compute": COMPUTE}), ("3x2", ["amd64", "arm64"], ROLES))}
+    res = scale_runs(a.repeat, shapes, ib_cmd, env, work)
+    return scale_report(res, "imagebuild lock, 3 roles x 2 arches against 1 role x 1 arch — base "
+                        f"{'given' if base else 'none'}", "1x1", "3x2", TARGET_SCALE, a.json, a.check_targets)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ from xml.sax.saxutils import escape, quoteattr
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
-from measure import Measured, lock_cold_warm, run_measured  # noqa: E402  (bench/, beside this script)
+from measure import Measured, lock_cold_warm, run_measured, scale_report, scale_runs  # noqa: E402  (bench/, beside this script)
 from rpmrepos import REPO_IDS, SOURCE_DATE_EPOCH, build_rpm_repos, missing_tools  # noqa: E402
 
 SYNTH_ID = "synth"
@@ -743,34 +743,16 @@ def scale(a: argparse.Namespace, work: Path, ib_cmd: list[str], env: dict[str, s
           second: dict[str, Path]) -> int:
     """Cold and warm locks of one target against two (the role on `repos`, and again on `second`): how a lock
     grows with its distro × arch targets."""
-    shapes: dict[str, tuple[dict[str, Path], ...]] = {"1 target": (), "2 targets": (second,)}
-    res: dict[str, list[Measured]] = {f"{s} {k}": [] for s in shapes for k in ("cold", "warm")}
-    for i in range(a.repeat):
-        for n, (shape, more) in enumerate(shapes.items()):
-            def config(d: Path, more: tuple[dict[str, Path], ...] = more) -> Path:
-                return write_config(d, repos, a.packages, *more)
+    def one(d: Path) -> Path:
+        return write_config(d, repos, a.packages)
 
-            cold, warm, _ = lock_cold_warm(ib_cmd, env, work, f"{n + 1}-{i}", config)
-            res[f"{shape} cold"].append(cold)
-            res[f"{shape} warm"].append(warm)
-        print(f"run {i + 1}/{a.repeat}: " + "  ".join(f"{k} {v[-1].wall:.2f}s" for k, v in res.items()),
-              file=sys.stderr)
-    med = {k: (statistics.median(m.wall for m in v), statistics.median(m.rss_kb for m in v)) for k, v in res.items()}
-    print(f"\nimagebuild lock, 2 rpm targets against 1 ({ARCH}, {len(a.packages)} requested packages each), median "
-          f"of {a.repeat}")
-    print(f"{'':<34} {'wall':>11} {'peak RSS':>14}")
-    for k, (w, rss) in med.items():
-        print(f"{k:<34} {w:9.2f} s {rss / 1024:10.0f} MiB")
-    ratios = {kind: med[f"2 targets {kind}"][0] / med[f"1 target {kind}"][0] for kind in ("cold", "warm")}
-    for kind, r in ratios.items():
-        print(f"{'ratio ' + kind + ' 2/1':<34} {r:9.2f} x   target <= {TARGET_SCALE}x  "
-              f"{'OK' if r <= TARGET_SCALE else 'MISSED'}")
-    if a.json:
-        a.json.write_text(json.dumps({
-            "scale": True, "repeat": a.repeat, "ratios": ratios,
-            "runs": {k: [{"wall_s": m.wall, "peak_rss_kb": m.rss_kb} for m in v] for k, v in res.items()},
-        }, indent=2) + "\n")
-    return 1 if a.check_targets and max(ratios.values()) > TARGET_SCALE else 0
+    def two(d: Path) -> Path:
+        return write_config(d, repos, a.packages, second)
+
+    res = scale_runs(a.repeat, {"1 target": one, "2 targets": two}, ib_cmd, env, work)
+    return scale_report(res, f"imagebuild lock, 2 rpm distro x arch targets against 1 — {ARCH}, "
+                        f"{len(a.packages)} requested packages each", "1 target", "2 targets", TARGET_SCALE, a.json,
+                        a.check_targets)
 
 
 if __name__ == "__main__":
