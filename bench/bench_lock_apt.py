@@ -45,7 +45,7 @@ from apt_oracle import (  # noqa: E402
     parse_status,
     set_diff,
 )
-from measure import Measured, lock_cold_warm, run_measured, scale_report, scale_runs  # noqa: E402  (bench/, beside this script)
+from measure import TARGET_SCALE, Measured, lock_cold_warm, run_measured, scale_report, scale_runs  # noqa: E402  (bench/, beside this script)
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "debian-20261122"
 SNAPSHOT = "20261122T000000Z"  # when DEFAULT_DATA was captured: its Releases are valid then, not "now"
@@ -55,7 +55,6 @@ ROLES = {"compute": COMPUTE, "login": ["slurm-client", "gcc", "infiniband-diags"
          "control": ["slurmctld", "slurm-client", "postfix", "munge"]}
 TARGET_COLD = 0.35
 TARGET_WARM = 0.06
-TARGET_SCALE = 1.3
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):

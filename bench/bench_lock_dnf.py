@@ -48,7 +48,7 @@ from xml.sax.saxutils import escape, quoteattr
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
-from measure import Measured, lock_cold_warm, run_measured, scale_report, scale_runs  # noqa: E402  (bench/, beside this script)
+from measure import TARGET_SCALE, Measured, lock_cold_warm, run_measured, scale_report, scale_runs  # noqa: E402  (bench/, beside this script)
 from rpmrepos import REPO_IDS, SOURCE_DATE_EPOCH, build_rpm_repos, missing_tools  # noqa: E402
 
 SYNTH_ID = "synth"
@@ -61,7 +61,6 @@ GPU_ROLE = ["cuda-12-6", "nvidia-driver", "slurm-slurmd", "doca-ofed", "hpc-site
 ARCH = "x86_64"
 TARGET_COLD = 0.5
 TARGET_WARM = 0.6
-TARGET_SCALE = 1.3  # the apt benchmark's: several targets, as apt's 3 roles x 2 arches
 DNF_PYTHON = "/usr/bin/python3"
 
 Triple = tuple[str, str, str]
@@ -667,9 +666,10 @@ def main() -> int:
     dnf_set: frozenset[Triple] | None = None
     dnf_version = subprocess.run(["dnf", "--version"], capture_output=True, text=True, env=env).stdout.split()[0]
     try:
-        repos, sizes = prepare_repos((a.fixtures or work / "repos").resolve(), a.synthetic, a.seed)
+        dest = (a.fixtures or work / "repos").resolve()
+        repos, sizes = prepare_repos(dest, a.synthetic, a.seed)
         if a.scale:
-            second, _ = prepare_repos((a.fixtures or work / "repos").resolve() / "second", a.synthetic, a.seed + 1)
+            second, _ = prepare_repos(dest / "second", a.synthetic, a.seed + 1)
             return scale(a, work, ib_cmd, ib_env, repos, second)
         for i in range(a.repeat):
             cold, warm, d = lock_cold_warm(ib_cmd, ib_env, work, str(i), lambda d: write_config(d, repos, a.packages))

@@ -13,6 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+#: `--scale`: how much longer several distro × arch targets may take than one (both lock benchmarks)
+TARGET_SCALE = 1.3
+
 
 @dataclass
 class Measured:

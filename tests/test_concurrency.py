@@ -18,7 +18,7 @@ import pytest
 from imagebuild import log
 from imagebuild.app import lock as lock_module
 from imagebuild.app.lock import _Ahead, _lock_deb, _lock_target, _roles_of
-from imagebuild.config import load_config
+from imagebuild.config import Config, Distro, Role, load_config
 from imagebuild.fetch import Cache
 from imagebuild.lockfile import Lock, render_lock
 
@@ -30,6 +30,16 @@ def _project(tmp_path: Path) -> Path:
     shutil.copytree(EXAMPLE, dst, ignore=shutil.ignore_patterns("apt-oracle", "dnf-oracle", "containers", "packer",
                                                                 "images", "snapshots.lock", "boms"))
     return dst
+
+
+def _example(tmp_path: Path, distro: str) -> tuple[Config, Distro, list[Role]]:
+    """The example project copied under `tmp_path`, loaded: its config, `distro` and that distro's roles."""
+    config = load_config(_project(tmp_path) / "imagebuild.toml")
+    return config, config.distros[distro], _roles_of(config, distro)
+
+
+# the child that locks the later targets is forked only where this process may run on two CPUs
+_two_cpus = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: no child is forked")
 
 
 def _lock(cfg: Path, *args: str) -> subprocess.Popen[str]:
@@ -65,17 +75,14 @@ def test_a_second_run_waits_or_fails_with_no_wait(tmp_path: Path) -> None:
     assert not [p for p in proj.rglob(".*") if p.name != ".imagebuild.lock" and p.is_file()]  # no temp files left
 
 
+@_two_cpus
 def test_the_child_locks_later_targets_as_the_parent_would_or_fails_quietly(tmp_path: Path) -> None:
     """A lock of several deb distro × arch targets has a forked child lock the later ones on the second core. Its
     result is what the parent computes itself, byte for byte in the lock; it is taken only if it was resolved
     against the Releases the run already holds; what it printed is printed by the parent when taken (a warning
     the parent already gave, once); a child that fails leaves the parent waiting for nothing and reporting
     nothing."""
-    if len(os.sched_getaffinity(0)) < 2:
-        pytest.skip("one CPU: no child is forked")
-    config = load_config(_project(tmp_path) / "imagebuild.toml")
-    distro = config.distros["bookworm"]
-    roles = _roles_of(config, "bookworm")
+    config, distro, roles = _example(tmp_path, "bookworm")
     cache = Cache(tmp_path / "cache")
     releases: dict = {}
     resolved: dict[tuple[str, str], str] = {}
@@ -105,16 +112,12 @@ def test_the_child_locks_later_targets_as_the_parent_would_or_fails_quietly(tmp_
     ahead.close()
 
 
-
+@_two_cpus
 def test_the_child_locks_later_rpm_targets_as_the_parent_would(tmp_path: Path) -> None:
     """rpm targets go to the child too (reading the repodata, writing the .solv files, resolving): its result is
     the parent's own, byte for byte in the lock, and it is not taken when a repo the run has already locked (the
     same URL: the example's dnf repos serve both arches) had another repomd digest."""
-    if len(os.sched_getaffinity(0)) < 2:
-        pytest.skip("one CPU: no child is forked")
-    config = load_config(_project(tmp_path) / "imagebuild.toml")
-    distro = config.distros["rocky9"]
-    roles = _roles_of(config, "rocky9")
+    config, distro, roles = _example(tmp_path, "rocky9")
     cache = Cache(tmp_path / "cache")
     mine = _lock_target(distro, "x86_64", roles, config, cache, {}, {})
     ahead = _Ahead([(distro, "aarch64", roles)], config, Cache(tmp_path / "cache-child"))
@@ -132,13 +135,12 @@ def test_the_child_locks_later_rpm_targets_as_the_parent_would(tmp_path: Path) -
     assert ahead.take(0, {}, {}, held) is None
     ahead.close()
 
+
+@_two_cpus
 def test_the_child_s_output_is_printed_by_the_parent_and_a_warning_once(tmp_path: Path,
                                                                          capfd: pytest.CaptureFixture[str]) -> None:
-    if len(os.sched_getaffinity(0)) < 2:
-        pytest.skip("one CPU: no child is forked")
-    config = load_config(_project(tmp_path) / "imagebuild.toml")
-    distro = config.distros["bookworm"]
-    roles = _roles_of(config, "bookworm")[:1]
+    config, distro, roles = _example(tmp_path, "bookworm")
+    roles = roles[:1]
     log.set_verbosity(1)
     log.warn("said by the parent")
     real_lock_deb = lock_module._lock_deb
@@ -162,6 +164,7 @@ def test_the_child_s_output_is_printed_by_the_parent_and_a_warning_once(tmp_path
         err.index("/arm64: reading repositories"), err
 
 
+@_two_cpus
 def test_a_large_index_s_mention_order_from_a_child_is_the_one_computed_here(tmp_path: Path,
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A cold read of a large Packages index leaves its mention order (apt's package ids) to a forked child; the
@@ -170,10 +173,7 @@ def test_a_large_index_s_mention_order_from_a_child_is_the_one_computed_here(tmp
     from imagebuild.apt import repository
     from imagebuild.apt.packages import mention_order, parse_stanzas
 
-    if len(os.sched_getaffinity(0)) < 2:
-        pytest.skip("one CPU: no child is forked")
-    config = load_config(_project(tmp_path) / "imagebuild.toml")
-    distro, roles = config.distros["bookworm"], _roles_of(config, "bookworm")
+    config, distro, roles = _example(tmp_path, "bookworm")
     inline = _lock_deb(distro, "amd64", roles, config, Cache(tmp_path / "c1"), {}, {})
     monkeypatch.setattr(repository, "_MENTIONS_AHEAD", 1)
     forks = []

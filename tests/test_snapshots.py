@@ -189,6 +189,7 @@ def test_parse_id_reads_ids_as_strptime_does() -> None:
             valid += 1
     assert 500 < valid < len(ids) - 500
 
+
 def test_parse_provider() -> None:
     assert parse_provider("apt-native") is Provider.APT_NATIVE
     with pytest.raises(ConfigError) as e:
